@@ -1,0 +1,136 @@
+"""The config tree. Each section is a small model; each stage reads only the sections it needs.
+
+Every field has a type, a default and a one-line description (used by ``tuneforge config --help``-style docs).
+Unknown keys are rejected (``extra="forbid"``); the loader turns that into "did you mean" messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tuneforge.config.sections import EvalConfig, TaskConfig
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class ModelConfig(Section):
+    path: str = Field("", description="Local model dir, a .gguf file, or a hub id (hub needs network).")
+    gguf_file: str | None = Field(None, description="GGUF file name inside `path` when `path` is a directory.")
+    tokenizer: str | None = Field(None, description="Tokenizer dir/id if different from `path`.")
+    adapter: str | None = Field(None, description="A trained LoRA adapter dir to load on top (chat/eval).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; auto = float32 on CPU, bfloat16 on GPUs that support it.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the model dir (off: safe default).")
+    attn_implementation: str | None = Field(None, description="eager | sdpa | flash_attention_2 | None (library default).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+
+
+class DatasetSpec(Section):
+    path: str = Field(..., description="File, directory, dataset_info.json entry name, or hub dataset id.")
+    format: Literal["auto", "alpaca", "sharegpt", "openai", "text", "cls", "qa", "seq2seq"] = Field(
+        "auto", description="Record layout; auto detects from the first record's fields.")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight when mixing several datasets.")
+    max_samples: int | None = Field(None, gt=0, description="Keep at most this many records of this dataset.")
+    split: str = Field("train", description="Split name for hub / datasets-dir loading.")
+    columns: dict[str, str] = Field(default_factory=dict,
+                                    description="Map our field names to the file's, e.g. {instruction: question}.")
+    tags: dict[str, str] = Field(default_factory=dict,
+                                 description="sharegpt keys/roles: role_tag, content_tag, user_tag, assistant_tag, ...")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"path": v} if isinstance(v, str) else v
+
+
+class DataConfig(Section):
+    train: list[DatasetSpec] = Field(default_factory=list, description="Training datasets (mixed by weight).")
+    eval: list[DatasetSpec] = Field(default_factory=list, description="Evaluation datasets.")
+    eval_split: float = Field(0.0, ge=0, lt=1, description="Hold out this fraction of train as eval when `eval` is empty.")
+    dataset_dir: str | None = Field(None, description="Dir with a LLaMA-Factory dataset_info.json registry.")
+    template: str = Field("auto", description="Chat template: auto (tokenizer's own) or a named one (llama3, chatml, ...).")
+    system: str | None = Field(None, description="Default system prompt when a sample has none.")
+    cutoff_len: int = Field(1024, gt=0, description="Max tokens per sample.")
+    overlong: Literal["truncate", "drop", "error"] = Field("truncate", description="What to do with samples over cutoff_len.")
+    train_on_prompt: bool = Field(False, description="Also compute loss on prompt/user tokens.")
+    mask_history: bool = Field(False, description="Train only on the last assistant turn of multi-turn samples.")
+    max_samples: int | None = Field(None, gt=0, description="Cap on the mixed training set size.")
+    mix_seed: int = Field(0, description="Seed for mixing / eval split.")
+    packing: bool = Field(False, description="Pack samples into rows without cross-sample attention.")
+    cache_dir: str | None = Field(None, description="Tokenized-data cache dir (default ~/.cache/tuneforge/data).")
+    decontaminate_against: list[str] = Field(default_factory=list,
+                                             description="Benchmark files to decontaminate training data against.")
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (str, dict)) else v
+
+
+class LoraConfig(Section):
+    r: int = Field(8, gt=0, description="LoRA rank.")
+    alpha: float = Field(16, gt=0, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rslora).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target: str | list[str] = Field("all-linear", description="all-linear (q,k,v,o,gate,up,down) or module names.")
+    dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
+    modules_to_save: list[str] = Field(default_factory=list, description="Extra modules trained fully and saved.")
+
+
+class FreezeConfig(Section):
+    trainable_layers: int = Field(2, ge=0, description="Train the last N decoder layers (negative counts not allowed).")
+    modules: list[str] = Field(default_factory=list, description="Extra parameter-name substrings to train (e.g. lm_head).")
+
+
+class TrainConfig(Section):
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    epochs: float = Field(1.0, gt=0, description="Training epochs (ignored when max_steps > 0).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    batch_size: int = Field(4, gt=0, description="Per-device micro-batch size.")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
+    scheduler: str = Field("cosine", description="LR schedule (transformers names: linear, cosine, constant, ...).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Fraction of steps used for LR warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0 disables).")
+    optim: str = Field("adamw_torch", description="Optimizer name understood by transformers.")
+    seed: int = Field(42, description="Seed for init, shuffling and dropout.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (off by default on CPU).")
+    logging_steps: int = Field(1, gt=0, description="Log metrics every N steps.")
+    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
+    save_total_limit: int = Field(2, gt=0, description="Keep at most N checkpoints.")
+    eval_steps: int = Field(0, ge=0, description="Evaluate every N steps (0: only at the end).")
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: physical cores).")
+    group_by_length: bool = Field(False, description="Batch samples of similar length together (less padding).")
+    compile: bool = Field(False, description="torch.compile the model.")
+    report_to: list[str] = Field(default_factory=list, description="Trackers: tensorboard, mlflow, wandb.")
+
+
+class OutputConfig(Section):
+    dir: str = Field("runs", description="Parent dir of run directories.")
+    name: str | None = Field(None, description="Run name (default: <stage>-<timestamp>).")
+    overwrite: bool = Field(False, description="Allow writing into an existing run dir that is not being resumed.")
+    plot: bool = Field(True, description="Write loss plot PNGs.")
+    save_merged: bool = Field(False, description="Also save a merged (adapter folded in) model.")
+
+
+Stage = Literal["pt", "sft", "cls", "qa", "seq2seq"]
+
+
+class Config(Section):
+    stage: Stage = Field("sft", description="Training stage / task recipe.")
+    method: Literal["lora", "full", "freeze", "features"] = Field(
+        "lora", description="What to train: LoRA adapters, all weights, the last layers, or a head on frozen features.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    demo_prompts: list[str] = Field(default_factory=list,
+                                    description="Prompts answered before and after training (shows the change).")
