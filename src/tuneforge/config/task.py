@@ -1,9 +1,89 @@
-"""`task:` section: settings for the encoder / seq2seq task stages (cls, qa, seq2seq)."""
+"""`task:` section: settings for the encoder / seq2seq task stages (cls, qa, seq2seq) and feature extraction.
+
+Every field is defaulted, so configs without a `task:` section stay valid. Columns left at `None` are detected
+from the data (see docs/tasks.md). Max input length is `data.cutoff_len` (capped at the model's limit).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Metric names a stage can report as its main number (used for best-checkpoint selection and summaries).
+CLS_METRICS = ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro")
+QA_METRICS = ("exact_match", "f1")
+SEQ2SEQ_METRICS = ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- classification -------------------------------------------------------------------------------------
+    text_column: str | None = Field(
+        None, description="Input text field (auto: text, sentence, sentence1, content, review, premise, question).")
+    text_pair_column: str | None = Field(
+        None, description="Second text of a pair (auto: sentence2 / hypothesis when the first is sentence1 / premise).")
+    label_column: str = Field("label", description="Label field: a string, an int id, or a list (multi-label).")
+    label_text_column: str | None = Field(
+        None, description="Human-readable names for int labels (auto: label_text when present).")
+    labels: list[str] | None = Field(
+        None, description="Fixed label order (ids = positions); default: labels found in the training data.")
+    multi_label: bool | None = Field(
+        None, description="Several labels per sample (sigmoid + BCE); auto: true when labels are lists.")
+    multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="Probability above which a label is predicted.")
+
+    # --- feature extraction (method: features) --------------------------------------------------------------
+    pooling: Literal["mean", "cls"] = Field("mean", description="How token states become one embedding.")
+    head: Literal["linear", "mlp", "logreg"] = Field(
+        "linear", description="Head trained on frozen embeddings: linear, small MLP, or scikit-learn logistic regression.")
+    head_hidden: int = Field(256, gt=0, description="Hidden width of the MLP head.")
+    head_epochs: int = Field(100, gt=0, description="Full-batch epochs for the linear/MLP head.")
+    head_lr: float = Field(1e-2, gt=0, description="AdamW learning rate of the linear/MLP head.")
+    head_weight_decay: float = Field(1e-4, ge=0, description="Weight decay of the head (C = 1/wd for logreg).")
+    normalize_embeddings: bool = Field(False, description="L2-normalise pooled embeddings before the head.")
+
+    # --- extractive QA ----------------------------------------------------------------------------------------
+    question_column: str = Field("question", description="QA question field.")
+    context_column: str = Field("context", description="QA context field.")
+    answers_column: str = Field("answers", description="QA answers: {text: [...], answer_start: [...]} or a list of them.")
+    doc_stride: int = Field(64, gt=0, description="Tokens of overlap between windows of a long context.")
+    max_answer_len: int = Field(30, gt=0, description="Longest answer span in tokens at decoding time.")
+    n_best: int = Field(20, gt=0, description="Start/end candidates considered per window when decoding spans.")
+    allow_unanswerable: bool = Field(
+        False, description="SQuAD v2: train and predict 'no answer'; off: unanswerable questions are skipped.")
+    null_score_diff_threshold: float = Field(
+        0.0, description="Predict 'no answer' when null score - best span score exceeds this.")
+
+    # --- seq2seq ------------------------------------------------------------------------------------------------
+    source_column: str | None = Field(None, description="Source text field (default: source_lang, else 'source').")
+    target_column: str | None = Field(None, description="Target text field (default: target_lang, else 'target').")
+    source_lang: str | None = Field(None, description="Source language code; also the column name when unset (en).")
+    target_lang: str | None = Field(None, description="Target language code; also the column name when unset (de).")
+    source_prefix: str = Field("", description="Text put before every source (T5 style 'translate English to German: ').")
+    max_target_len: int = Field(128, gt=0, description="Max target tokens when training.")
+    max_new_tokens: int = Field(64, gt=0, description="Max generated tokens at evaluation (predict-with-generate).")
+    num_beams: int = Field(1, gt=0, description="Beam size at evaluation.")
+    random_init: bool = Field(
+        False, description="Build the model from its config.json with random weights (tiny demos and tests).")
+
+    # --- shared -------------------------------------------------------------------------------------------------
+    metric: str = Field(
+        "auto", description="Main metric: auto (accuracy | f1 | bleu by stage) or a name such as f1_macro, exact_match, chrf.")
+    max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on at most this many eval samples.")
+    write_predictions: bool = Field(True, description="Write predictions.jsonl (one line per eval sample).")
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskConfig:
+        known = ("auto", *CLS_METRICS, *QA_METRICS, *SEQ2SEQ_METRICS)
+        if self.metric not in known:
+            raise ValueError(f"metric '{self.metric}' is not one of {', '.join(known)}")
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        return self
+
+    def main_metric(self, stage: str) -> str:
+        """The metric a stage reports first and selects checkpoints by."""
+        if self.metric != "auto":
+            return self.metric
+        return {"cls": "accuracy", "qa": "f1", "seq2seq": "bleu"}.get(stage, "accuracy")
