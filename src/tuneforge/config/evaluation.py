@@ -1,9 +1,108 @@
-"""`eval:` section: what `tuneforge eval` (and eval after training) runs."""
+"""`eval:` section: what `tuneforge eval` (and eval after training) runs.
+
+Every field has a default, so a config without `eval:` stays valid (it just has no tasks). A task is either a
+preset for a known file layout (`preset: mmlu`) or a small field spec (`prompt`, `choices`, `gold` / `target`);
+explicit fields override the preset's. See docs/eval.md for the presets and examples.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+GEN_METRICS = ("exact_match", "f1", "bleu", "chrf", "ter", "rouge", "accuracy")
+PRESETS = ("mmlu", "arc", "openbookqa", "hellaswag_obqa", "truthfulqa_mc1", "gsm8k", "squad", "translation")
 
 
-class EvalConfig(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EvalTaskConfig(_Strict):
+    """One benchmark: a local JSONL/JSON/CSV file and how to turn a row into a prompt and an answer."""
+
+    name: str = Field("", description="Task name in reports (default: the preset or the file stem).")
+    file: str = Field(..., description="Local .jsonl/.json/.csv file with one sample per row.")
+    type: Literal["auto", "mcq", "generate"] = Field(
+        "auto", description="mcq: score choices by log-likelihood; generate: generate then score text (auto: preset's).")
+    preset: Literal[PRESETS] | None = Field(  # type: ignore[valid-type]
+        None, description="Known layout that fills prompt/choices/gold/target/metrics: " + ", ".join(PRESETS) + ".")
+    prompt: str | None = Field(
+        None, description="Prompt template, Python format syntax over the row: 'Question: {question}\\nAnswer:'; "
+                          "nested fields as {question.stem} or {choices[0]}.")
+    choices: str | list[str] | None = Field(
+        None, description="mcq: field path of the choice list ('choices', 'question.choices.text') or a literal list "
+                          "(['A','B','C','D']).")
+    gold: str | None = Field(
+        None, description="mcq: field path of the answer: an int index, a label (see `labels`) or the choice text.")
+    labels: str | list[str] | None = Field(
+        None, description="mcq: field path or list of choice labels used to map a letter gold ('C') to an index "
+                          "(default A, B, C, ...).")
+    target: str | None = Field(None, description="generate: field path of the reference text (a string or a list).")
+    metrics: list[str] = Field(
+        default_factory=list, description="generate: any of " + ", ".join(GEN_METRICS) + " (default: preset's, else "
+                                          "exact_match + f1).")
+    extract: Literal["none", "number", "choice"] = Field(
+        "none", description="generate: answer extraction before scoring (number: GSM8K final number; choice: A-D).")
+    chat: bool = Field(False, description="generate: wrap the prompt in the tokenizer's chat template.")
+    stop: list[str] = Field(default_factory=list, description="generate: stop strings (cut from the output).")
+    max_new_tokens: int | None = Field(None, gt=0, description="generate: override of eval.max_new_tokens.")
+    description: str = Field("", description="Text put before the few-shot examples (e.g. an instruction).")
+    fewshot: int = Field(0, ge=0, description="Number of solved examples prepended to each prompt.")
+    fewshot_file: str | None = Field(None, description="File the few-shot examples come from (default: `file`, "
+                                                         "never the sample itself).")
+    fewshot_sampler: Literal["random", "first_n"] = Field(
+        "random", description="random: seeded per sample (order-independent); first_n: the first k rows.")
+    target_delimiter: str = Field(" ", description="Between a prompt and its answer (lm-eval's target_delimiter).")
+    fewshot_delimiter: str = Field("\n\n", description="Between few-shot examples (lm-eval's fewshot_delimiter).")
+    limit: int | None = Field(None, gt=0, description="Evaluate only the first N samples.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in GEN_METRICS]
+        if bad:
+            raise ValueError(f"unknown metric(s) {bad}; choose from {list(GEN_METRICS)}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"file": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _default_name(self) -> "EvalTaskConfig":
+        if not self.name:
+            self.name = self.preset or Path(self.file).stem
+        return self
+
+
+class EvalConfig(_Strict):
+    tasks: list[EvalTaskConfig] = Field(default_factory=list, description="Benchmarks to run (empty: nothing).")
+    batch_size: int = Field(8, gt=0, description="MCQ: questions per forward pass; generate: prompts per batch.")
+    max_length: int | None = Field(None, gt=0, description="Max tokens per sequence (default: the model's limit); "
+                                                             "longer prompts lose their left part, as in lm-eval.")
+    max_new_tokens: int = Field(128, gt=0, description="generate: max tokens generated per sample.")
+    do_sample: bool = Field(False, description="generate: sample instead of greedy decoding.")
+    temperature: float = Field(1.0, gt=0, description="generate: sampling temperature (do_sample only).")
+    top_p: float = Field(1.0, gt=0, le=1, description="generate: nucleus sampling mass (do_sample only).")
+    seed: int = Field(1234, description="Seed for few-shot sampling, sampled generation and bootstrap CIs.")
+    scoring: Literal["auto", "shared", "separate"] = Field(
+        "auto", description="MCQ: shared = context encoded once, all choices in one row (tree attention mask); "
+                            "separate = one row per choice (lm-eval's way); auto = shared, checked once against separate.")
+    ci: Literal["bootstrap", "wilson"] = Field(
+        "bootstrap", description="Confidence interval in reports: bootstrap over samples, or Wilson (binomial, 0/1 scores).")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="Confidence level of the intervals.")
+    bootstrap_samples: int = Field(1000, gt=0, description="Bootstrap resamples for CIs.")
+    after_train: bool = Field(False, description="Run these tasks on the trained model at the end of `tuneforge train`.")
+    output_dir: str | None = Field(None, description="Where results go (default: <run dir>/eval, or runs/eval-<time>).")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "EvalConfig":
+        names = [t.name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"task names must be unique, {dupes} repeated; set `name:` on each task")
+        return self
