@@ -56,6 +56,7 @@ class DataConfig(Section):
     system: str | None = Field(None, description="Default system prompt when a sample has none.")
     cutoff_len: int = Field(1024, gt=0, description="Max tokens per sample.")
     overlong: Literal["truncate", "drop", "error"] = Field("truncate", description="What to do with samples over cutoff_len.")
+    invalid: Literal["error", "skip"] = Field("error", description="Invalid rows: stop with file:line, or skip and count them.")
     train_on_prompt: bool = Field(False, description="Also compute loss on prompt/user tokens.")
     mask_history: bool = Field(False, description="Train only on the last assistant turn of multi-turn samples.")
     max_samples: int | None = Field(None, gt=0, description="Cap on the mixed training set size.")

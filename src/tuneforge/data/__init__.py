@@ -1,0 +1,1 @@
+"""Data pipeline: read → format → validate → template/tokenize → cache → collate."""

@@ -1,0 +1,91 @@
+"""Load, validate, mix and split the datasets of a config. Every sample kept or dropped is counted."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tuneforge.config.schema import Config, DatasetSpec
+from tuneforge.data.formats import Sample, to_sample
+from tuneforge.data.registry import iter_rows, resolve_spec
+from tuneforge.errors import DataError
+
+
+@dataclass
+class DataReport:
+    """What happened to the data; printed by `data check` and saved in the run dir."""
+
+    read: int = 0
+    invalid: int = 0
+    capped: int = 0  # dropped by max_samples
+    decontaminated: int = 0
+    per_dataset: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"read": self.read, "invalid": self.invalid, "capped_by_max_samples": self.capped,
+                "decontaminated": self.decontaminated, "per_dataset": self.per_dataset,
+                "warnings": self.warnings[:50]}
+
+
+def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport) -> list[Sample]:
+    spec = resolve_spec(spec, cfg.data.dataset_dir)
+    samples: list[Sample] = []
+    for row in iter_rows(spec):
+        report.read += 1
+        try:
+            samples.append(to_sample(row, spec.format, spec.columns, spec.tags, cfg.stage))
+        except DataError as e:
+            if cfg.data.invalid == "error":
+                raise
+            report.invalid += 1
+            report.warnings.append(f"skipped {e.message}")
+        if spec.max_samples and len(samples) >= spec.max_samples:
+            break
+    if not samples:
+        raise DataError("dataset has no usable samples", file=spec.path,
+                        hint=f"{report.invalid} invalid rows" if report.invalid else "the file is empty")
+    report.per_dataset[spec.path] = len(samples)
+    return samples
+
+
+def mix(parts: list[tuple[DatasetSpec, list[Sample]]], seed: int) -> list[Sample]:
+    """Weighted mix: weight w keeps round(w * n) samples of a dataset (w > 1 repeats, w < 1 subsamples)."""
+    rng = random.Random(seed)
+    out: list[Sample] = []
+    for spec, samples in parts:
+        n = max(1, round(spec.weight * len(samples)))
+        if n <= len(samples):
+            out += rng.sample(samples, n) if n < len(samples) else samples
+        else:
+            out += samples * (n // len(samples)) + rng.sample(samples, n % len(samples))
+    if len(parts) > 1:
+        rng.shuffle(out)
+    return out
+
+
+def load_datasets(cfg: Config) -> tuple[list[Sample], list[Sample], DataReport]:
+    """Train and eval samples for a config, after validation, mixing, max_samples and eval split."""
+    if not cfg.data.train:
+        raise DataError("no training data: set data.train to a file, directory or dataset name")
+    report = DataReport()
+    train = mix([(s, load_samples(s, cfg, report)) for s in cfg.data.train], cfg.data.mix_seed)
+    evals = [x for s in cfg.data.eval for x in load_samples(s, cfg, report)]
+    if cfg.data.max_samples and len(train) > cfg.data.max_samples:
+        report.capped += len(train) - cfg.data.max_samples
+        train = train[: cfg.data.max_samples]
+    if cfg.data.decontaminate_against:
+        from tuneforge.data.decontam import decontaminate_records
+
+        before = len(train)
+        train, _ = decontaminate_records(train, against=cfg.data.decontaminate_against)
+        report.decontaminated = before - len(train)
+    if not evals and cfg.data.eval_split > 0:
+        rng = random.Random(cfg.data.mix_seed)
+        idx = list(range(len(train)))
+        rng.shuffle(idx)
+        n_eval = max(1, int(len(train) * cfg.data.eval_split))
+        eval_idx = set(idx[:n_eval])
+        evals = [train[i] for i in sorted(eval_idx)]
+        train = [s for i, s in enumerate(train) if i not in eval_idx]
+    return train, evals, report

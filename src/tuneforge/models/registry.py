@@ -1,0 +1,50 @@
+"""Per-architecture facts in one table, keyed by `config.model_type` (no scattered `if model_type == ...`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    layers: str                 # attribute path of the decoder/encoder layer list
+    lora_targets: tuple[str, ...]  # the "all-linear" set, named explicitly (excludes the output head)
+    template: str | None = None    # named chat template for base checkpoints without a chat_template
+
+
+LLAMA_LIKE = ArchInfo("model.layers", ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+
+ARCHS: dict[str, ArchInfo] = {
+    "llama": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "llama3"),
+    "mistral": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "mistral"),
+    "qwen2": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "chatml"),
+    "qwen3": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "chatml"),
+    "gemma": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "gemma"),
+    "gemma2": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "gemma"),
+    "phi3": ArchInfo("model.layers", ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"), "phi"),
+    "gpt2": ArchInfo("transformer.h", ("c_attn", "c_proj", "c_fc")),
+    "bert": ArchInfo("encoder.layer", ("query", "key", "value", "dense")),
+    "t5": ArchInfo("encoder.block", ("q", "k", "v", "o", "wi", "wo", "wi_0", "wi_1")),
+}
+
+
+def arch_info(model_type: str) -> ArchInfo | None:
+    return ARCHS.get(model_type)
+
+
+def get_layers(model):
+    """The repeated block list of a model (for freeze tuning), found via the registry or common fallbacks."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    info = arch_info(getattr(base.config, "model_type", ""))
+    candidates = [info.layers] if info else []
+    candidates += ["model.layers", "model.model.layers", "transformer.h", "encoder.layer", "bert.encoder.layer",
+                   "model.decoder.layers", "gpt_neox.layers"]
+    for path in candidates:
+        obj = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None and hasattr(obj, "__len__"):
+            return path, obj
+    return None, None

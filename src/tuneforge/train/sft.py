@@ -1,0 +1,80 @@
+"""Supervised fine-tuning recipe (also used by `pt`): data → model → trainer → train → save → show the change."""
+
+from __future__ import annotations
+
+from tuneforge.config.schema import Config
+from tuneforge.train.common import RunDir
+
+
+def build_data(cfg: Config, tokenizer, run: RunDir):
+    """Validated, templated, tokenized (cached) train/eval data; counts go to data_report.json."""
+    from tuneforge.data.load import load_datasets
+    from tuneforge.data.tokenize import tokenize_samples
+
+    train_samples, eval_samples, report = load_datasets(cfg)
+    train = tokenize_samples(train_samples, tokenizer, cfg)
+    evals = tokenize_samples(eval_samples, tokenizer, cfg) if eval_samples else None
+    run.write_json("data_report.json", {**report.as_dict(), "train": train.stats,
+                                        "eval": evals.stats if evals else None})
+    return train, evals
+
+
+def build_model(cfg: Config, tokenizer):
+    from tuneforge.data.templates import ensure_template_tokens
+    from tuneforge.models.load import load_model
+
+    model = load_model(cfg.model, apply_adapter=False)
+    model.config.use_cache = False
+    if cfg.stage == "sft" and ensure_template_tokens(tokenizer, cfg.data.template):
+        # New special tokens (e.g. <|im_end|> on a base model) need embedding rows.
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
+    return model
+
+
+def prepare_for_training(model, cfg: Config):
+    from tuneforge.models.adapters import apply_method
+    from tuneforge.models.load import attach_adapter
+
+    if cfg.model.adapter:  # continue training an existing adapter
+        return attach_adapter(model, cfg.model.adapter, trainable=True)
+    model = apply_method(model, cfg)
+    if cfg.train.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()  # frozen embeddings + checkpointing still need grads to flow
+    return model
+
+
+def run(cfg: Config, run: RunDir, resume: bool) -> dict:
+    from tuneforge.data.collate import make_collator
+    from tuneforge.models.load import load_tokenizer
+    from tuneforge.serve.generate import demo_replies, print_demo
+    from tuneforge.train import environment
+    from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final, training_args
+
+    tokenizer = load_tokenizer(cfg.model)
+    train_data, eval_data = build_data(cfg, tokenizer, run)
+    data_files = [s.path for s in [*cfg.data.train, *cfg.data.eval]]
+    run.write_json("env.json", environment.collect(data_files, cfg.train.seed))
+
+    model = build_model(cfg, tokenizer)
+    before = demo_replies(model, tokenizer, cfg) if cfg.demo_prompts and not resume else None
+    model = prepare_for_training(model, cfg)
+
+    trainer = TuneforgeTrainer(
+        model=model,
+        args=training_args(cfg, run, has_eval=eval_data is not None),
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        data_collator=make_collator(cfg, tokenizer),
+        callbacks=callbacks(cfg, run),
+    )
+    metrics = fit(trainer, run, resume)
+    if eval_data is not None:
+        metrics.update(trainer.evaluate())
+    save_final(trainer.model, tokenizer, run, cfg)
+
+    if cfg.demo_prompts:
+        after = demo_replies(trainer.model, tokenizer, cfg)
+        run.write_json("demo.json", [{"prompt": p, "before": b, "after": a}
+                                     for p, b, a in zip(cfg.demo_prompts, before or [None] * len(after), after)])
+        print_demo(cfg.demo_prompts, before, after)
+    return metrics
