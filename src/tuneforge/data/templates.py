@@ -88,7 +88,8 @@ def encode_conversation(
 
     Trained: each assistant content + its end-of-turn token (not the newline after it). ``mask_history``: only
     the last assistant turn. ``train_on_prompt``: every token but a leading BOS (with ``mask_history``: the
-    whole last round). ``system`` is used when ``messages`` has no system message.
+    whole last round). ``system`` is used when ``messages`` has no system message (for a jinja template it is
+    sent as a system message, so an empty string renders an empty system turn; named templates skip it).
     """
     if not messages or messages[-1].get("role") != "assistant":
         raise DataError("a training conversation must end with an assistant message")
@@ -105,7 +106,9 @@ def encode_conversation(
     return ids, labels
 
 
-def render_prompt(tokenizer, messages: list[dict], template_name: str | Template = "auto", system: str | None = None):
+def render_prompt(
+    tokenizer, messages: list[dict], template_name: str | Template = "auto", system: str | None = None
+) -> list[int]:
     """Token ids of all turns followed by the generation prompt (assistant header)."""
     rendered = _render(tokenizer, messages, template_name, system, add_generation_prompt=True)
     return _tokenize(tokenizer, rendered.text, [])[0]
@@ -115,7 +118,7 @@ def _render(tokenizer, messages, template_name, system, add_generation_prompt) -
     if not messages:
         raise DataError("empty conversation")
     template = template_name if isinstance(template_name, Template) else get_template(template_name, tokenizer)
-    if template == JINJA:
+    if isinstance(template, str):  # JINJA: the tokenizer's own chat_template
         if system is not None and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": system}, *messages]
         return _render_jinja(tokenizer, messages, add_generation_prompt)
@@ -162,7 +165,7 @@ def _render_named(t: Template, tokenizer, messages, system, add_generation_promp
 
 
 def _render_jinja(tokenizer, messages, add_generation_prompt) -> _Rendered:
-    """Find trained spans by rendering prefixes: turn i's answer lies between render(msgs[:i], gen) and render(msgs[:i+1])."""
+    """Trained spans from prefix renderings: answer i lies between render(msgs[:i], gen) and render(msgs[:i+1])."""
 
     def render(msgs, gen):
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
@@ -177,14 +180,14 @@ def _render_jinja(tokenizer, messages, add_generation_prompt) -> _Rendered:
         prompt = render(messages[:i], True)
         turn = render(messages[: i + 1], False)
         # A template may end a finished conversation differently (Phi-3 adds eos), so the turn ends where the
-        # one-turn-shorter rendering stops agreeing with the full text.
+        # rendering that stops after it parts from the full text.
         end = _common_prefix(turn, text)
         start = len(prompt) if text.startswith(prompt) else (answers[-1][1] if answers else 0)
-        answers.append(_answer_span(text, start, end, m["content"], specials, i))
+        answers.append(_answer_span(text, start, end, m["content"], specials, i, end < len(turn)))
     return _Rendered(text, answers, rounds)
 
 
-def _answer_span(text, start, end, content, specials, index) -> tuple[int, int]:
+def _answer_span(text, start, end, content, specials, index, diverged) -> tuple[int, int]:
     """Content (as the template wrote it, maybe trimmed) plus the end-of-turn marker right after it."""
     region = text[start:end]
     wanted = content
@@ -197,12 +200,17 @@ def _answer_span(text, start, end, content, specials, index) -> tuple[int, int]:
     begin = start + at
     stop = begin + len(wanted)
     rest = text[stop:end]
+    # Some templates end the final turn differently (eos instead of <|im_end|>); then the marker of this turn as
+    # rendered in the full text is only found past ``end``, and only a control token may count as one.
+    words_ok = bool(rest.strip()) or not diverged
+    if not words_ok:
+        rest = text[stop:]
     # The marker is the first control token after the content ("<|im_end|>", " </s>"); the "\n" that follows
     # belongs to the next prompt. Without a control token, fall back to the first word (a textual stop string).
     stripped = rest.lstrip()
     marker = next((s for s in specials if stripped.startswith(s)), None)
     if marker is None:
-        marker = stripped.split(maxsplit=1)[0] if stripped.strip() else ""
+        marker = stripped.split(maxsplit=1)[0] if words_ok and stripped.strip() else ""
     if marker:
         stop += len(rest) - len(stripped) + len(marker)
     return begin, stop
@@ -211,7 +219,7 @@ def _answer_span(text, start, end, content, specials, index) -> tuple[int, int]:
 def _special_strings(tokenizer) -> list[str]:
     found = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
     found.update(tokenizer.all_special_tokens)
-    return sorted(found, key=len, reverse=True)  # longest first so "<|end|>" never shadows "<|endoftext|>"
+    return sorted(found, key=len, reverse=True)  # longest first: a token that prefixes another never wins
 
 
 def _common_prefix(a: str, b: str) -> int:

