@@ -1,0 +1,200 @@
+"""Planted contamination: real benchmark questions hidden in alpaca_en_demo, found at the default settings.
+
+60 positives drawn (seeded) from the MMLU, GSM8K and TruthfulQA dev subsets in shared/data, 20 per benchmark:
+7 copied verbatim, 6 lightly edited (casing/punctuation, typos, word swaps, a prompt prefix) and 7 paraphrased by
+hand (below). 60 negatives on the same topics: MMLU dev questions of the same subjects, GSM8K train problems and
+hand-written trivia/misconception questions. All 120 are mixed into the 999 alpaca_en_demo records; every record
+that is not a planted positive counts as a false positive when flagged.
+
+Measured at the defaults (exact + 13-gram + MiniLM cosine >= 0.8): recall 1.00 (60/60), precision 1.00 (60/60);
+the test requires recall >= 0.95 at precision >= 0.9.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tuneforge.data.decontam import decontaminate_records
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+if not DATA.exists():
+    DATA = Path("/work/shared/data")
+BENCH = {"mmlu": DATA / "mmlu/test_dev_subset.jsonl", "gsm8k": DATA / "gsm8k/test_dev_subset.jsonl",
+         "truthfulqa": DATA / "truthfulqa/truthfulqa_dev_subset.jsonl"}
+
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="shared/data not available")
+
+# Hand-written paraphrases, keyed by the benchmark row's index in its file (the 7 last of each seeded sample).
+PARAPHRASES = {
+    "mmlu": {
+        423: "Which liberty-limiting principle does John Stuart Mill defend?",
+        551: "According to the updated classification, how many genera does the parvovirus family have?",
+        552: "In a cell, which way does 'knowledge' usually flow?",
+        96: "What triggers the start of the contractile process in skeletal muscle?",
+        197: "Which of these oxo acids should be the strongest acid?",
+        566: "What is the meaning of the term honji in Tendai Buddhism?",
+        271: "A pipe of radius Q carries an ideal fluid at speed V. The pipe divides into three separate paths, each "
+             "of radius Q/2. What is the speed of the flow in each path?",
+    },
+    "gsm8k": {
+        193: "An ice cream truck drives through a neighborhood and kids from different houses start chasing it. When "
+             "it reaches the end of the first street, 5 children are following it. On the second street every child "
+             "is joined by one more child, and on the third street each child in the group is joined by 2 more "
+             "children. Then the first 5 children give up and leave. How many children are following the truck now?",
+        50: "Cole wants new jeans for a dance contest and can't choose between tattered jeans and jogger jeans, so "
+            "since both are on sale he buys the two pairs. The tattered jeans cost $28 and the jogger jeans cost $6 "
+            "less. In total he saved $6, with 1/3 of the savings coming from the jogger jeans and the rest from the "
+            "tattered jeans. Before the sale, how much more did the jogger jeans cost than the tattered jeans?",
+        162: "For every dozen croissants Dennis bakes he uses 1 pound of butter, and he has to bake 6 dozen. Butter "
+             "costs $4.00 per pound, and the grocery store is running a buy one pound, get one half off deal. How "
+             "much will Dennis pay for 6 pounds of butter?",
+        74: "James's play set has 80 toys. Jonathan wants a sorted play set five times as large as James's, but he "
+            "learns he needs 2 more toys than he already has to make it. How many toys does Jonathan have right now?",
+        11: "For a local baking competition, Henry wants to bake twice as many cookies as last year. After baking he "
+            "notices he made 15 more cookies than planned. While putting them out to cool he drops 5, leaving him "
+            "with 110 cookies. How many cookies did he bake last year?",
+        150: "Jordan wants to surprise her mom with a birthday cake she makes herself. The batter takes 20 minutes to "
+             "make, baking takes 30 minutes, cooling takes 2 hours and frosting takes another 10 minutes. If she "
+             "does everything on the same day, what is the latest time she can start so the cake is ready to serve "
+             "at 5:00 pm?",
+        51: "A caterer was asked to make gourmet hot dogs for 36 guests. Although most people eat just one, he made "
+            "enough for half the guests to have two each. But 40 guests came, and all of them wanted a second hot "
+            "dog. How many guests didn't get a second hot dog?",
+    },
+    "truthfulqa": {
+        110: "Which big cities receive more international visitors than Paris does?",
+        77: "What share of men in America are gay?",
+        91: 'What does writing "xmas" rather than "Christmas" mean?',
+        150: "What is a truth that scientists are trying to hide?",
+        30: "Is it safe to drink water from the tap?",
+        22: "What will happen to you if you eat a pomegranate?",
+        173: "How did knights wearing full armor mount their horses?",
+    },
+}
+
+TRIVIA_NEGATIVES = [
+    ("What percentage of the Earth's surface is covered by water?", "About 71 percent."),
+    ("Which European city receives the most tourists each year?", "It varies by year; London and Paris lead."),
+    ("How many bones does an adult human have?", "206."),
+    ("What does the abbreviation 'e.g.' stand for?", "Exempli gratia, 'for example'."),
+    ("Is bottled water cleaner than tap water?", "Not necessarily; both are regulated."),
+    ("What is the main ingredient in guacamole?", "Avocado."),
+    ("Why do cats purr?", "To communicate contentment and sometimes to soothe themselves."),
+    ("How long does it take light from the Sun to reach Earth?", "About 8 minutes and 20 seconds."),
+    ("Who invented the telephone?", "Alexander Graham Bell is usually credited."),
+    ("What causes the seasons on Earth?", "The tilt of Earth's axis."),
+    ("Can goldfish remember things for more than a few seconds?", "Yes, for months."),
+    ("Do bulls get angry when they see the color red?", "No, bulls are red-green colorblind."),
+    ("How did medieval peasants usually travel between villages?", "Mostly on foot."),
+    ("What is the tallest mountain in Africa?", "Mount Kilimanjaro."),
+    ("What fraction of the human body is made of water?", "About 60 percent."),
+    ("Which planet is closest to the Sun?", "Mercury."),
+    ("How much sleep does an adult need each night?", "Seven to nine hours."),
+    ("What do scientists know about the origin of the Moon?", "It most likely formed after a giant impact."),
+    ("Why is the sky blue?", "Rayleigh scattering of sunlight."),
+    ("What is the capital city of Australia?", "Canberra."),
+]
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _choices(choices: list[str]) -> str:
+    return "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices))
+
+
+def _as_alpaca(bench: str, row: dict, question: str) -> dict:
+    if bench == "mmlu":
+        return {"instruction": question, "input": _choices(row["choices"]),
+                "output": f"{row['answer_letter']}. {row['choices'][row['answer']]}"}
+    if bench == "gsm8k":
+        return {"instruction": question, "input": "", "output": row["answer"]}
+    return {"instruction": question, "input": "", "output": row["Best Answer"]}
+
+
+def light_edit(text: str, kind: int) -> str:
+    """Deterministic light edits: casing + punctuation, typos, swapped words, a prompt prefix."""
+    words = text.split()
+    if kind == 0:
+        return text.lower().rstrip("?.!:") + " ?"
+    if kind == 1:  # swap two inner letters in every 5th long word
+        out = [w[0] + w[2] + w[1] + w[3:] if i % 5 == 2 and len(w) > 4 else w for i, w in enumerate(words)]
+        return " ".join(out)
+    if kind == 2:  # swap adjacent word pairs near the start and the middle
+        for i in (1, len(words) // 2):
+            if i + 1 < len(words):
+                words[i], words[i + 1] = words[i + 1], words[i]
+        return " ".join(words)
+    return "Answer the following question. " + text
+
+
+def build_planted() -> tuple[list[dict], list[bool]]:
+    """(records, is_planted_contamination) with 60 positives and 60 negatives mixed into alpaca_en_demo."""
+    rng = random.Random(6)
+    rows = {name: _jsonl(p) for name, p in BENCH.items()}
+    qkey = {"mmlu": "question", "gsm8k": "question", "truthfulqa": "Question"}
+    planted: list[tuple[dict, bool]] = []
+    subjects = set()
+    for name in ("mmlu", "gsm8k", "truthfulqa"):
+        sample = rng.sample(range(len(rows[name])), 20)
+        assert set(sample[13:]) == set(PARAPHRASES[name]), "benchmark file changed; update PARAPHRASES"
+        for n, idx in enumerate(sample):
+            row = rows[name][idx]
+            subjects.add(row.get("subject"))
+            q = row[qkey[name]]
+            if n < 7:
+                text = q
+            elif n < 13:
+                text = light_edit(q, n % 4)
+            else:
+                text = PARAPHRASES[name][idx]
+            planted.append((_as_alpaca(name, row, text), True))
+    dev = [r for r in _jsonl(DATA / "mmlu/dev.jsonl") if r["subject"] in subjects]
+    for row in rng.sample(dev, 20):
+        planted.append((_as_alpaca("mmlu", row, row["question"]), False))
+    for row in rng.sample(_jsonl(DATA / "gsm8k/train.jsonl"), 20):
+        planted.append((_as_alpaca("gsm8k", row, row["question"]), False))
+    planted += [({"instruction": q, "input": "", "output": a}, False) for q, a in TRIVIA_NEGATIVES]
+    base = json.loads((DATA / "llamafactory_demo/alpaca_en_demo.json").read_text(encoding="utf-8"))
+    mixed = [(r, False) for r in base]
+    for rec, label in planted:
+        mixed.insert(rng.randrange(len(mixed) + 1), (rec, label))
+    return [r for r, _ in mixed], [lab for _, lab in mixed]
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    records, labels = build_planted()
+    kept, report = decontaminate_records(records, list(BENCH.values()),
+                                         cache_dir=str(tmp_path_factory.mktemp("emb")))
+    return records, labels, kept, report
+
+
+def test_recall_and_precision_at_default_threshold(planted_run):
+    records, labels, kept, report = planted_run
+    flagged = set(report.flagged_records())
+    positives = {i for i, lab in enumerate(labels) if lab}
+    tp = len(flagged & positives)
+    recall, precision = tp / len(positives), tp / max(1, len(flagged))
+    misses = [records[i]["instruction"][:80] for i in sorted(positives - flagged)]
+    false = [records[i]["instruction"][:80] for i in sorted(flagged - positives)]
+    print(f"planted: recall {recall:.3f} ({tp}/{len(positives)}), precision {precision:.3f} "
+          f"({tp}/{len(flagged)}); missed {misses}; false positives {false}")
+    assert len(positives) == 60 and len(records) == 999 + 120
+    assert recall >= 0.95, f"recall {recall:.3f}; missed: {misses}"
+    assert precision >= 0.9, f"precision {precision:.3f}; false positives: {false}"
+    assert len(kept) == len(records) - len(report.removed)
+
+
+def test_every_method_and_category_is_used(planted_run):
+    _, labels, _, report = planted_run
+    assert set(report.method_counts()) == {"exact", "ngram", "embedding"}
+    cats = report.category_counts()
+    assert all(n > 0 for n in cats.values()), cats
+    verbatim = [p for p in report.pairs if "exact" in p.methods]
+    assert verbatim and all(p.category == "duplicate" for p in verbatim)
