@@ -1,0 +1,130 @@
+"""Pieces the task stages (cls, qa, seq2seq, features) share: data splits, input length, model loading with a
+task head, LoRA task types, an in-memory dataset and the per-sample predictions file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import Config
+from tuneforge.errors import ConfigError
+
+# peft task type per stage: tells peft which head to train and save next to the adapter
+PEFT_TASK_TYPE = {"cls": "SEQ_CLS", "qa": "QUESTION_ANS", "seq2seq": "SEQ_2_SEQ_LM"}
+
+
+class ListDataset:
+    """A list of feature dicts as a torch-style map dataset (the Trainer only needs __len__/__getitem__)."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+def columns_to_rows(cols: dict[str, list]) -> list[dict]:
+    keys = list(cols)
+    return [dict(zip(keys, vals)) for vals in zip(*(cols[k] for k in keys))]
+
+
+def task_splits(cfg: Config) -> tuple[list, list]:
+    """(train, eval) rows: data.eval when given, else a `data.eval_split` hold-out of train (seeded)."""
+    from tuneforge.data.task_data import load_rows, split_holdout
+
+    if not cfg.data.train:
+        raise ConfigError("data.train is empty", hint="add data: {train: [path/to/train.jsonl]}")
+    train = load_rows(cfg.data.train)
+    if cfg.data.max_samples:
+        train = train[: cfg.data.max_samples]
+    if cfg.data.eval:
+        evals = load_rows(cfg.data.eval)
+    else:
+        train, evals = split_holdout(train, cfg.data.eval_split, cfg.data.mix_seed)
+    if cfg.task.max_eval_samples:
+        evals = evals[: cfg.task.max_eval_samples]
+    return train, evals
+
+
+def max_input_len(cfg: Config, tokenizer: Any, model_config: Any = None) -> int:
+    """data.cutoff_len, capped at what the model's position embeddings / tokenizer allow."""
+    limits = [cfg.data.cutoff_len]
+    tml = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tml, int) and 0 < tml < 1_000_000:
+        limits.append(tml)
+    mpe = getattr(model_config, "max_position_embeddings", None) if model_config is not None else None
+    if isinstance(mpe, int) and mpe > 0:
+        limits.append(mpe)
+    return min(limits)
+
+
+def load_task_model(cfg: Config, auto_class: Any, **kwargs):
+    """Base model with a task head: pretrained weights, or random ones from config.json (task.random_init)."""
+    from tuneforge.models.load import load_model, resolve_model_path
+
+    if cfg.task.random_init:
+        from transformers import AutoConfig, set_seed
+
+        set_seed(cfg.train.seed)
+        conf = AutoConfig.from_pretrained(resolve_model_path(cfg.model.path), **kwargs)
+        return auto_class.from_config(conf)
+    # a checkpoint whose head has another label count (e.g. a previous run) gets a fresh head
+    return load_model(cfg.model, auto_class=auto_class, apply_adapter=False, ignore_mismatched_sizes=True, **kwargs)
+
+
+def prepare_task_model(model, cfg: Config):
+    """Apply cfg.method (LoRA with the stage's peft task type so the head is trained and saved)."""
+    from tuneforge.models.adapters import apply_method
+    from tuneforge.models.load import attach_adapter
+
+    if cfg.model.adapter:
+        return attach_adapter(model, cfg.model.adapter, trainable=True)
+    if cfg.method == "features":
+        raise ConfigError(f"method: features works with stage cls only (stage is {cfg.stage})",
+                          hint="use method: lora, full or freeze")
+    model = apply_method(model, cfg, task_type=PEFT_TASK_TYPE[cfg.stage])
+    if cfg.method == "freeze":
+        _unfreeze_head(model)
+    return model
+
+
+def _unfreeze_head(model) -> None:
+    """Freeze tuning trains the last layers; a freshly initialised task head must train too."""
+    for name, p in model.named_parameters():
+        if name.split(".")[0] in ("classifier", "score", "qa_outputs", "lm_head", "pre_classifier"):
+            p.requires_grad_(True)
+
+
+def task_training_args(cfg: Config, run: Any, has_eval: bool, **extra):
+    from tuneforge.train.common import training_args
+
+    extra.setdefault("per_device_eval_batch_size", max(cfg.train.batch_size, 32))
+    return training_args(cfg, run, has_eval=has_eval, **extra)
+
+
+def write_predictions(path: Path, records: list[dict]) -> Path:
+    """One JSON object per eval sample (source file:line included so errors can be traced back)."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False, default=float) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_env(cfg: Config, run: Any) -> None:
+    from tuneforge.train import environment
+
+    files = [s.path for s in [*cfg.data.train, *cfg.data.eval]]
+    run.write_json("env.json", environment.collect(files, cfg.train.seed))
+
+
+def print_summary(stage: str, metrics: dict, keys: tuple[str, ...]) -> None:
+    from rich.console import Console
+
+    shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), (int, float)))
+    Console().print(f"[bold]{stage} eval[/] {shown}")
