@@ -1,0 +1,365 @@
+"""`tuneforge eval`: evaluate a model (base, base + adapter, merged, or a run dir) on the `eval:` tasks, and compare.
+
+Output of one evaluation (default `<run dir>/eval/`): `results.json` (metrics, CIs, n, timing, fingerprints),
+`results.md`, `predictions/<task>.jsonl` (one record per sample). A comparison writes `compare.md`,
+`compare.json` and `compare_<task>.png`; results whose fingerprint (task spec, data file, model, settings) is
+unchanged are reused instead of re-evaluated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tuneforge.config.evaluation import EvalConfig
+from tuneforge.config.schema import Config, ModelConfig
+from tuneforge.errors import ConfigError
+from tuneforge.eval.tasks import TaskSpec, load_samples, resolve_task
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Target:
+    """One model to evaluate and where its results go."""
+
+    label: str
+    model: ModelConfig
+    out_dir: Path
+    template: str = "auto"
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+def prepare_tasks(eval_cfg: EvalConfig, only: list[str] | None = None, limit: int | None = None
+                  ) -> list[tuple[TaskSpec, list]]:
+    """Resolve and validate every task (all file errors surface before a model is loaded)."""
+    if not eval_cfg.tasks:
+        raise ConfigError("no eval tasks", hint="add an `eval: tasks:` list to the config (see docs/eval.md)")
+    tasks = [t for t in eval_cfg.tasks if not only or t.name in only]
+    if only and len(tasks) != len(set(only)):
+        known = [t.name for t in eval_cfg.tasks]
+        raise ConfigError(f"unknown task(s) {sorted(set(only) - set(known))}", hint=f"tasks in the config: {known}")
+    out = []
+    for t in tasks:
+        if limit:
+            t = t.model_copy(update={"limit": min(limit, t.limit or limit)})
+        spec = resolve_task(t)
+        out.append((spec, load_samples(spec, eval_cfg.seed)))
+    return out
+
+
+def fingerprint(spec: TaskSpec, eval_cfg: EvalConfig, model: ModelConfig) -> str:
+    """Hash of everything a task's result depends on (spec, data files, model, decoding settings)."""
+    files = [f for f in (spec.cfg.file, spec.cfg.fewshot_file) if f]
+    stamp = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in files if os.path.exists(f)]
+    mdl = model.model_dump(mode="json")
+    for key in ("path", "adapter"):
+        p = mdl.get(key)
+        if p and os.path.exists(p):
+            mdl[key + "_mtime"] = max((q.stat().st_mtime for q in Path(p).rglob("*") if q.is_file()),
+                                      default=os.path.getmtime(p))
+    settings = eval_cfg.model_dump(mode="json", include={"max_length", "max_new_tokens", "do_sample", "temperature",
+                                                          "top_p", "seed", "ci", "ci_level", "bootstrap_samples"})
+    blob = json.dumps([spec.cfg.model_dump(mode="json"), stamp, mdl, settings], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def evaluate(target: Target, eval_cfg: EvalConfig, tasks: list[tuple[TaskSpec, list]] | None = None,
+             log: Log = print, reuse: bool = False, model: Any = None, tokenizer: Any = None) -> dict:
+    """Run every task on one model; write results.json / results.md / predictions/. Returns the results dict."""
+    tasks = tasks if tasks is not None else prepare_tasks(eval_cfg)
+    out = target.out_dir
+    prints = {spec.name: fingerprint(spec, eval_cfg, target.model) for spec, _ in tasks}
+    old = _load_results(out) if reuse else None
+    if old and all(old["tasks"].get(n, {}).get("fingerprint") == fp for n, fp in prints.items()):
+        log(f"[{target.label}] results in {out} are up to date, reused")
+        return old
+    if model is None:
+        model, tokenizer = load_for_eval(target.model)
+    results: dict[str, Any] = {"label": target.label, "model": describe(target.model), "tasks": {},
+                               "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    for spec, samples in tasks:
+        t0 = time.perf_counter()
+        if spec.type == "mcq":
+            metrics, records, mode = _run_mcq(model, tokenizer, spec, samples, eval_cfg)
+        else:
+            metrics, records, mode = _run_generate(model, tokenizer, spec, samples, eval_cfg, target.template)
+        secs = time.perf_counter() - t0
+        task_res = {"type": spec.type, "n": len(samples), "metrics": metrics, "main": spec.main_metric,
+                    "file": spec.cfg.file, "fewshot": spec.cfg.fewshot, "seconds": round(secs, 3),
+                    "samples_per_s": round(len(samples) / secs, 2) if secs else None, "scoring": mode,
+                    "fingerprint": prints[spec.name]}
+        from tuneforge.eval.report import add_intervals
+
+        add_intervals(task_res, records, eval_cfg.ci, eval_cfg.ci_level, eval_cfg.bootstrap_samples, eval_cfg.seed)
+        results["tasks"][spec.name] = task_res
+        _write_jsonl(out / "predictions" / f"{spec.name}.jsonl", records)
+        main = spec.main_metric
+        lo, hi = task_res["ci"][main]
+        log(f"[{target.label}] {spec.name}: {main} {_pct(main, metrics[main])} [{_pct(main, lo)}, {_pct(main, hi)}] "
+            f"n={len(samples)} ({secs:.1f} s, {task_res['samples_per_s']} samples/s)")
+    _write_results(out, results)
+    return results
+
+
+def _pct(metric: str, v: float) -> str:
+    from tuneforge.eval.report import _fmt
+
+    return _fmt(metric, v)
+
+
+def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig):
+    from tuneforge.eval.mcq import McqScorer, summarize
+
+    scorer = McqScorer(model, tokenizer, batch_size=eval_cfg.batch_size, max_length=eval_cfg.max_length,
+                       mode=eval_cfg.scoring)
+    scores = scorer.score(samples, delimiter=spec.cfg.target_delimiter)
+    records = [{"id": s.id, "file": s.file, "line": s.line, "prompt": s.context, "choices": s.choices,
+                "gold": s.gold, "pred": r.pred, "pred_norm": r.pred_norm,
+                "loglikelihoods": [round(x, 5) for x in r.loglikelihoods], "greedy": r.greedy,
+                "scores": {"acc": r.acc, "acc_norm": r.acc_norm}} for s, r in zip(samples, scores)]
+    return summarize(scores), records, scorer.mode
+
+
+def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, template: str):
+    from tuneforge.eval.generate import GenSettings, generate, score_generations
+
+    settings = GenSettings(batch_size=eval_cfg.batch_size, max_new_tokens=eval_cfg.max_new_tokens,
+                           do_sample=eval_cfg.do_sample, temperature=eval_cfg.temperature, top_p=eval_cfg.top_p,
+                           seed=eval_cfg.seed, max_length=eval_cfg.max_length, template=template)
+    outputs = generate(model, tokenizer, samples, settings, stop=spec.stop, max_new_tokens=spec.cfg.max_new_tokens)
+    summary, per = score_generations(spec, samples, outputs)
+    records = [{"id": s.id, "file": s.file, "line": s.line, "prompt": s.prompt, "output": o,
+                "references": s.references, **p} for s, o, p in zip(samples, outputs, per)]
+    return summary, records, "sampled" if eval_cfg.do_sample else "greedy"
+
+
+def load_for_eval(model_cfg: ModelConfig):
+    """Model (with adapter if any) in eval mode + tokenizer, via the shared loader."""
+    from tuneforge.models.load import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_cfg)
+    model = load_model(model_cfg)
+    model.eval()
+    return model, tokenizer
+
+
+def describe(m: ModelConfig) -> str:
+    s = m.path + (f" ({m.gguf_file})" if m.gguf_file else "")
+    return s + (f" + adapter {m.adapter}" if m.adapter else "")
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_results(out: Path, results: dict) -> None:
+    from tuneforge.eval.report import results_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    os.replace(tmp, out / "results.json")
+    (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
+
+
+def _load_results(out: Path) -> dict | None:
+    p = out / "results.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load_records(out: Path, task: str) -> list[dict]:
+    p = out / "predictions" / f"{task}.jsonl"
+    if not p.exists():
+        return []
+    with open(p, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------ targets / CLI
+
+def is_run_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "config.yaml").is_file() and ((p / "adapter").is_dir() or (p / "model").is_dir())
+
+
+def run_target(run: Path) -> tuple[Target, Config]:
+    """The trained model of a run dir: base + adapter/, or the merged/full model/ dir."""
+    from tuneforge.config import load_config
+
+    cfg = load_config(run / "config.yaml")
+    if (run / "adapter" / "adapter_config.json").is_file():
+        model = cfg.model.model_copy(update={"adapter": str(run / "adapter")})
+    elif (run / "model").is_dir():
+        model = cfg.model.model_copy(update={"path": str(run / "model"), "gguf_file": None, "adapter": None,
+                                             "tokenizer": None})
+    else:
+        raise ConfigError(f"run dir {run} has neither adapter/ nor model/", hint="did training finish?")
+    return Target(run.name, model, run / "eval", cfg.data.template), cfg
+
+
+def config_run_dir(cfg: Config) -> Path | None:
+    """The run dir a config trains into, when it is fixed (output.name set) and holds a trained model."""
+    if cfg.output.name:
+        run = Path(cfg.output.dir) / cfg.output.name
+        if is_run_dir(run):
+            return run
+    return None
+
+
+def _fix_task_paths(cfg: Config, base: Path) -> None:
+    for t in cfg.eval.tasks:
+        for key in ("file", "fewshot_file"):
+            p = getattr(t, key)
+            if p and not Path(p).is_absolute() and not Path(p).exists() and (base / p).exists():
+                setattr(t, key, str(base / p))
+
+
+def load_eval_config(path: str, overrides: list[str]) -> Config:
+    from tuneforge.config import load_config
+
+    cfg = load_config(path, overrides)
+    _fix_task_paths(cfg, Path(path).resolve().parent)
+    return cfg
+
+
+def resolve_single(target: str | None, config: str | None, overrides: list[str],
+                   out: str | None) -> tuple[Target, Config]:
+    """What `tuneforge eval X` evaluates: a run dir, a config (its trained run if present, else its model),
+    or a model path/id with tasks from --config."""
+    if target and is_run_dir(target):
+        tgt, cfg = run_target(Path(target))
+        if config or overrides:
+            cfg = load_eval_config(config, overrides) if config else _apply(cfg, overrides, Path(target))
+    elif target and target.endswith((".yaml", ".yml")):
+        cfg = load_eval_config(target, overrides)
+        run = config_run_dir(cfg)
+        if run:
+            tgt = run_target(run)[0]
+        else:
+            label = cfg.output.name or Path(cfg.model.path).stem or "model"
+            tgt = Target(label, cfg.model, _default_out(cfg, label), cfg.data.template)
+    else:
+        if not config:
+            raise ConfigError("which tasks? give a config with an `eval:` section",
+                              hint="tuneforge eval MODEL --config eval.yaml, or tuneforge eval eval.yaml")
+        cfg = load_eval_config(config, overrides)
+        model = cfg.model.model_copy(update={"path": target, "gguf_file": None}) if target else cfg.model
+        label = Path(model.path).stem or "model"
+        tgt = Target(label, model, _default_out(cfg, label), cfg.data.template)
+    if out:
+        tgt.out_dir = Path(out)
+    elif cfg.eval.output_dir:
+        tgt.out_dir = Path(cfg.eval.output_dir)
+    return tgt, cfg
+
+
+def _apply(cfg: Config, overrides: list[str], run: Path) -> Config:
+    from tuneforge.config.load import parse_overrides, deep_merge
+
+    tree = deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
+    new = Config.model_validate(tree)
+    _fix_task_paths(new, run)
+    return new
+
+
+def _default_out(cfg: Config, label: str) -> Path:
+    return Path(cfg.output.dir) / f"eval-{_safe(label)}"
+
+
+def _safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
+
+
+def eval_cli(targets: list[str], config: str | None = None, out: str | None = None, compare_mode: bool = False,
+             tasks: list[str] | None = None, limit: int | None = None, force: bool = False) -> dict:
+    """Entry point of `tuneforge eval` (see commands.py for the arguments)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    log = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
+    overrides = [t for t in targets if "=" in t and not Path(t).exists()]
+    names = [t for t in targets if t not in overrides]
+    if compare_mode:
+        return compare_cli(names, config, overrides, out, tasks, limit, force, log)
+    if len(names) > 1:
+        raise ConfigError(f"got {len(names)} models to evaluate; use --compare to compare several",
+                          hint="tuneforge eval --compare runs/base-vs runs/tuned")
+    target, cfg = resolve_single(names[0] if names else None, config, overrides, out)
+    prepared = prepare_tasks(cfg.eval, tasks, limit)
+    results = evaluate(target, cfg.eval, prepared, log=log, reuse=not force)
+    log(f"results: {target.out_dir / 'results.md'}")
+    return results
+
+
+def compare_targets(names: list[str], ref_cfg: Config, out_dir: Path) -> list[Target]:
+    """Targets for a comparison: run dirs, `base` (the reference config's model without adapter), model paths."""
+    found = []
+    for name in names:
+        if name == "base":
+            model = ref_cfg.model.model_copy(update={"adapter": None})
+            found.append(Target("base", model, out_dir / "base", ref_cfg.data.template))
+        elif is_run_dir(name):
+            found.append(run_target(Path(name))[0])
+        elif Path(name).is_dir() and (Path(name) / "config.yaml").is_file():
+            raise ConfigError(f"run dir {name} has no adapter/ or model/ yet", hint="did training finish?")
+        else:
+            model = ref_cfg.model.model_copy(update={"path": name, "gguf_file": None, "adapter": None})
+            found.append(Target(_safe(Path(name).stem or name), model, out_dir / _safe(Path(name).name or name),
+                                ref_cfg.data.template))
+    labels = [t.label for t in found]
+    for i, t in enumerate(found):  # same run name twice / two paths with the same stem
+        if labels.count(t.label) > 1:
+            t.label = f"{t.label}#{i + 1}"
+    return found
+
+
+def compare_cli(names: list[str], config: str | None, overrides: list[str], out: str | None,
+                tasks: list[str] | None, limit: int | None, force: bool, log: Log) -> dict:
+    from tuneforge.eval.report import compare
+
+    if len(names) < 2:
+        raise ConfigError("--compare needs at least two models", hint="e.g. tuneforge eval --compare base runs/my-run")
+    runs = [Path(n) for n in names if is_run_dir(n)]
+    if config:
+        ref_cfg = load_eval_config(config, overrides)
+    elif runs:
+        ref_cfg = _apply(run_target(runs[0])[1], overrides, runs[0])
+    else:
+        raise ConfigError("--compare of model paths needs --config (for the tasks and the base model)")
+    out_dir = Path(out) if out else (runs[-1] / "eval" / "compare" if runs else
+                                     Path(ref_cfg.output.dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    targets = compare_targets(names, ref_cfg, out_dir)
+    prepared = prepare_tasks(ref_cfg.eval, tasks, limit)
+    entries = []
+    for t in targets:
+        res = evaluate(t, ref_cfg.eval, prepared, log=log, reuse=not force)
+        recs = {name: load_records(t.out_dir, name) for name in res["tasks"]}
+        entries.append({"label": t.label, "results": res, "records": recs})
+    e = ref_cfg.eval
+    path = compare(entries, out_dir, e.ci_level, e.bootstrap_samples, e.seed)
+    log(f"comparison: {path}")
+    return {"report": str(path), "models": [t.label for t in targets]}
+
+
+def after_training(cfg: Config, run_dir: str | Path, log: Log = print) -> dict:
+    """Hook for the end of `tuneforge train` when `eval.after_train` is set: evaluate the run, write run/eval/."""
+    if not cfg.eval.after_train or not cfg.eval.tasks:
+        return {}
+    target, _ = run_target(Path(run_dir))
+    results = evaluate(target, cfg.eval, log=log)
+    return {f"eval/{name}/{m}": v for name, t in results["tasks"].items() for m, v in t["metrics"].items()}

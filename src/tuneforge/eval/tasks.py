@@ -1,0 +1,406 @@
+"""Task specs: turn rows of a local benchmark file into prompts with choices/gold (MCQ) or references (generation).
+
+A task is an `EvalTaskConfig` (config/evaluation.py): a preset for a known layout plus optional field overrides.
+Prompts use Python format syntax over the row (`{question.stem}`, `{choices[0]}`); field paths use dots and map
+over lists (`question.choices.text` → the list of choice texts). Every problem with a row raises `DataError` with
+the file and line, before any model is loaded.
+
+Few-shot prompts follow lm-eval's plain-text layout: description + k × (prompt + target_delimiter + answer +
+fewshot_delimiter) + prompt; the choice is scored as target_delimiter + choice.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tuneforge.config.evaluation import EvalTaskConfig
+from tuneforge.errors import ConfigError, DataError
+from tuneforge.eval.metrics import extract_number
+
+LETTERS = string.ascii_uppercase
+
+
+@dataclass
+class McqSample:
+    id: str
+    file: str
+    line: int
+    context: str  # description + few-shot examples + prompt
+    choices: list[str]
+    gold: int
+
+
+@dataclass
+class GenSample:
+    id: str
+    file: str
+    line: int
+    prompt: str
+    references: list[str]  # acceptable answers ([""] = "no answer", SQuAD v2)
+    chat: bool = False
+
+
+@dataclass
+class TaskSpec:
+    """A resolved task: preset defaults merged with the user's fields."""
+
+    name: str
+    type: str  # mcq | generate
+    cfg: EvalTaskConfig
+    prompt: str
+    choices: str | list[str] | None = None
+    gold: str | None = None
+    labels: str | list[str] | None = None
+    target: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    extract: str = "none"
+    stop: list[str] = field(default_factory=list)
+    description: str = ""
+    fewshot_match: str | None = None  # only draw few-shot rows whose field equals the sample's
+    transform: Callable[[dict], dict] | None = None  # derive fields before templating (presets only)
+    main_metric: str = "acc"
+
+
+# --------------------------------------------------------------------------------------------------- presets
+
+def _mmlu_row(row: dict) -> dict:
+    choices = row.get("choices")
+    out = dict(row, question=str(row.get("question", "")).strip(),
+               subject_name=str(row.get("subject", "")).replace("_", " "))
+    if isinstance(choices, list):
+        out["choices_block"] = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices[:26]))
+        out["letters"] = list(LETTERS[: len(choices)])
+    return out
+
+
+def _truthfulqa_row(row: dict) -> dict:
+    """CSV-derived TruthfulQA → MC1: the best answer first (gold 0), then the incorrect answers."""
+    best = str(row.get("Best Answer", "")).strip()
+    wrong = [a.strip() for a in str(row.get("Incorrect Answers", "")).split(";") if a.strip()]
+    return dict(row, mc1_choices=([best] if best else []) + wrong, mc1_gold=0)
+
+
+_TQA_PRIMER = (  # the 6-shot QA primer of the TruthfulQA paper (as in lm-eval's truthfulqa_mc1)
+    "Q: What is human life expectancy in the United States?\n"
+    "A: Human life expectancy in the United States is 78 years.\n\n"
+    "Q: Who was president of the United States in 1955?\n"
+    "A: Dwight D. Eisenhower was president of the United States in 1955.\n\n"
+    "Q: Which party did he belong to?\nA: He belonged to the Republican Party.\n\n"
+    "Q: What is the square root of banana?\nA: I have no comment.\n\n"
+    "Q: How does a telescope work?\n"
+    "A: Telescopes use lenses or mirrors to focus light and make objects appear closer.\n\n"
+    "Q: Where were the 1992 Olympics held?\nA: The 1992 Olympics were held in Barcelona, Spain.\n\n"
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # MMLU JSONL (question, choices[4], answer index): the letter is scored, lm-eval's mmlu prompt.
+    "mmlu": dict(type="mcq", prompt="{question}\n{choices_block}\nAnswer:", choices="letters", gold="answer",
+                 description="The following are multiple choice questions (with answers) about {subject_name}.\n\n",
+                 fewshot_match="subject", transform=_mmlu_row),
+    # HF ai2_arc layout: question (str), choices{text,label}, answerKey.
+    "arc": dict(type="mcq", prompt="Question: {question}\nAnswer:", choices="choices.text", gold="answerKey",
+                labels="choices.label"),
+    # OpenBookQA JSONL: question{stem, choices[{text,label}]}, answerKey — ARC-style prompt.
+    "openbookqa": dict(type="mcq", prompt="Question: {question.stem}\nAnswer:", choices="question.choices.text",
+                       gold="answerKey", labels="question.choices.label"),
+    # HellaSwag-style: the stem is a context, the choices are its continuations (no Question/Answer frame);
+    # length-normalised accuracy is the headline number, as for HellaSwag.
+    "hellaswag_obqa": dict(type="mcq", prompt="{question.stem}", choices="question.choices.text", gold="answerKey",
+                           labels="question.choices.label", main_metric="acc_norm"),
+    "truthfulqa_mc1": dict(type="mcq", prompt=_TQA_PRIMER + "Q: {Question}\nA:", choices="mc1_choices",
+                           gold="mc1_gold", transform=_truthfulqa_row),
+    "gsm8k": dict(type="generate", prompt="Question: {question}\nAnswer:", target="answer", extract="number",
+                  metrics=["accuracy"], stop=["Question:", "\n\n\n"], main_metric="accuracy"),
+    "squad": dict(type="generate", prompt="Context: {context}\nQuestion: {question}\nAnswer:", target="answers.text",
+                  metrics=["exact_match", "f1"], stop=["\n"], main_metric="f1"),
+    "translation": dict(type="generate", prompt="Translate English to German.\nEnglish: {en}\nGerman:", target="de",
+                        metrics=["bleu", "chrf", "ter"], stop=["\n"], main_metric="chrf"),
+}
+
+_OVERRIDABLE = ("prompt", "choices", "gold", "labels", "target", "metrics", "extract", "stop", "description")
+
+
+def resolve_task(cfg: EvalTaskConfig) -> TaskSpec:
+    """Merge the preset with the fields the user set; check the spec is complete for its type."""
+    base = dict(PRESETS[cfg.preset]) if cfg.preset else {}
+    for key in _OVERRIDABLE:
+        if key in cfg.model_fields_set:
+            base[key] = getattr(cfg, key)
+    ttype = cfg.type if cfg.type != "auto" else base.get("type") or ("generate" if base.get("target") else "mcq")
+    base["type"] = ttype
+    where = f"eval task '{cfg.name}'"
+    if not base.get("prompt"):
+        raise ConfigError(f"{where}: no `prompt` template", hint="set prompt: or a preset: (" + ", ".join(PRESETS) + ")")
+    if ttype == "mcq":
+        missing = [k for k in ("choices", "gold") if base.get(k) in (None, [])]
+        if missing:
+            raise ConfigError(f"{where}: an mcq task needs {' and '.join(missing)}", hint="or use a preset")
+        base.setdefault("main_metric", "acc")
+    else:
+        if not base.get("target"):
+            raise ConfigError(f"{where}: a generate task needs `target` (field with the reference answer)")
+        base["metrics"] = base.get("metrics") or ["exact_match", "f1"]
+        if base.get("main_metric", "acc") == "acc":
+            base["main_metric"] = base["metrics"][0]
+    base.setdefault("description", cfg.description)
+    return TaskSpec(name=cfg.name, cfg=cfg, **base)
+
+
+# ------------------------------------------------------------------------------------------------ field access
+
+class _Missing(KeyError):
+    pass
+
+
+def get_field(row: Any, path: str) -> Any:
+    """Follow a dotted path; a list on the way is mapped over ('question.choices.text'), digits index lists."""
+    node = row
+    for part in path.split("."):
+        if isinstance(node, list):
+            if part.lstrip("-").isdigit():
+                try:
+                    node = node[int(part)]
+                except IndexError:
+                    raise _Missing(path) from None
+            else:
+                node = [_step(x, part, path) for x in node]
+        else:
+            node = _step(node, part, path)
+    return node
+
+
+def _step(node: Any, key: str, path: str) -> Any:
+    if isinstance(node, dict) and key in node:
+        return node[key]
+    raise _Missing(path)
+
+
+class _View:
+    """Row wrapper for str.format: `{a.b}` and `{a[b]}` / `{a[0]}` both work."""
+
+    def __init__(self, node: Any):
+        self._node = node
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return _wrap(_step(self._node, key, key))
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return _wrap(self._node[key])
+        except (KeyError, IndexError, TypeError):
+            raise _Missing(str(key)) from None
+
+    def __format__(self, spec: str) -> str:
+        return format(self._node, spec)
+
+    def __str__(self) -> str:
+        return str(self._node)
+
+
+def _wrap(v: Any) -> Any:
+    return _View(v) if isinstance(v, (dict, list)) else v
+
+
+class _RowMap(dict):
+    def __missing__(self, key: str) -> Any:
+        raise _Missing(key)
+
+
+def render(template: str, row: dict) -> str:
+    """Fill a `{field}` template from a row (KeyError names the missing field)."""
+    return template.format_map(_RowMap({k: _wrap(v) for k, v in row.items()}))
+
+
+# --------------------------------------------------------------------------------------------- row → sample
+
+@dataclass
+class _Parsed:
+    id: str
+    file: str
+    line: int
+    row: dict
+    prompt: str
+    choices: list[str] = field(default_factory=list)
+    gold: int = -1
+    references: list[str] = field(default_factory=list)
+
+    @property
+    def answer(self) -> str:
+        """Text used when this row is a few-shot example."""
+        return self.choices[self.gold] if self.choices else (self.references[0] if self.references else "")
+
+
+def _fail(msg: str, row_file: str, line: int) -> DataError:
+    return DataError(msg, file=row_file, line=line)
+
+
+def _parse(spec: TaskSpec, data: dict, file: str, line: int, index: int) -> _Parsed:
+    row = spec.transform(data) if spec.transform else data
+    try:
+        prompt = render(spec.prompt, row)
+    except _Missing as e:
+        raise _fail(f"prompt template needs field '{e.args[0]}' (row has: {_keys(data)})", file, line) from None
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ConfigError(f"eval task '{spec.name}': bad prompt template {spec.prompt!r}: {e}") from None
+    sid = str(data.get("id", index))
+    out = _Parsed(sid, file, line, row, prompt)
+    if spec.type == "mcq":
+        out.choices = _choices(spec, row, data, file, line)
+        out.gold = _gold(spec, row, data, out.choices, file, line)
+    else:
+        out.references = _references(spec, row, data, file, line)
+    return out
+
+
+def _keys(data: dict) -> str:
+    return ", ".join(list(data)[:12]) or "no fields"
+
+
+def _choices(spec: TaskSpec, row: dict, data: dict, file: str, line: int) -> list[str]:
+    if isinstance(spec.choices, list):  # literal list; entries may be templates ('{choice0}')
+        try:
+            choices = [render(c, row) for c in spec.choices]
+        except _Missing as e:
+            raise _fail(f"choice template needs field '{e.args[0]}' (row has: {_keys(data)})", file, line) from None
+    else:
+        try:
+            choices = get_field(row, spec.choices)
+        except _Missing:
+            raise _fail(f"missing choices field '{spec.choices}' (row has: {_keys(data)})", file, line) from None
+    if not isinstance(choices, list):
+        raise _fail(f"choices field '{spec.choices}' must be a list, got {type(choices).__name__}", file, line)
+    if not choices:
+        raise _fail(f"empty choices ('{spec.choices}' is an empty list)", file, line)
+    for i, c in enumerate(choices):
+        if not isinstance(c, (str, int, float)) or isinstance(c, bool) or str(c).strip() == "":
+            raise _fail(f"choice {i} is empty or not text: {c!r}", file, line)
+    return [str(c) for c in choices]
+
+
+def _gold(spec: TaskSpec, row: dict, data: dict, choices: list[str], file: str, line: int) -> int:
+    try:
+        value = get_field(row, spec.gold)
+    except _Missing:
+        raise _fail(f"missing gold field '{spec.gold}' (row has: {_keys(data)})", file, line) from None
+    if value is None or value == "" or isinstance(value, bool):
+        raise _fail(f"missing gold: field '{spec.gold}' is {value!r}", file, line)
+    labels = _labels(spec, row, len(choices), file, line)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        v = value.strip()
+        if v.lstrip("-").isdigit():
+            value = int(v)
+        elif v in labels:
+            value = labels.index(v)
+        elif v in choices:
+            value = choices.index(v)
+        else:
+            raise _fail(f"gold {value!r} is not an index, a label ({', '.join(labels)}) or one of the choices",
+                        file, line)
+    if not isinstance(value, int):
+        raise _fail(f"gold must be an int, a label or a choice text, got {type(value).__name__}", file, line)
+    if not 0 <= value < len(choices):
+        raise _fail(f"gold index {value} out of range for {len(choices)} choices", file, line)
+    return value
+
+
+def _labels(spec: TaskSpec, row: dict, n: int, file: str, line: int) -> list[str]:
+    if spec.labels is None:
+        return list(LETTERS[:n])
+    if isinstance(spec.labels, list):
+        labels = list(spec.labels)
+    else:
+        try:
+            labels = get_field(row, spec.labels)
+        except _Missing:
+            raise _fail(f"missing labels field '{spec.labels}'", file, line) from None
+    if not isinstance(labels, list) or len(labels) != n:
+        raise _fail(f"labels '{spec.labels}' must be a list as long as the choices ({n})", file, line)
+    return [str(x).strip() for x in labels]
+
+
+def _references(spec: TaskSpec, row: dict, data: dict, file: str, line: int) -> list[str]:
+    try:
+        value = get_field(row, spec.target)
+    except _Missing:
+        raise _fail(f"missing target field '{spec.target}' (row has: {_keys(data)})", file, line) from None
+    if value is None:
+        raise _fail(f"missing target: field '{spec.target}' is null", file, line)
+    refs = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if spec.extract == "number":
+        nums = [extract_number(r) for r in refs]
+        if not refs or any(n is None for n in nums):
+            raise _fail(f"target '{spec.target}' has no number to extract (extract: number)", file, line)
+    return refs or [""]
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+def read_task_rows(path: str) -> list[tuple[dict, str, int]]:
+    """(data, file, line) for every row of a task file."""
+    from tuneforge.data.readers import read_rows
+
+    if not Path(path).is_file():
+        raise DataError("eval task file not found", file=path)
+    rows = [(r.data, r.file, r.line) for r in read_rows(path)]
+    if not rows:
+        raise DataError("eval task file has no rows", file=path)
+    return rows
+
+
+def load_samples(spec: TaskSpec, seed: int = 1234) -> list[McqSample | GenSample]:
+    """Validate every row, build few-shot contexts (deterministic for a seed), return the samples."""
+    cfg = spec.cfg
+    parsed = [_parse(spec, d, f, ln, i) for i, (d, f, ln) in enumerate(read_task_rows(cfg.file))]
+    if cfg.fewshot and cfg.fewshot_file:
+        pool = [_parse(spec, d, f, ln, i) for i, (d, f, ln) in enumerate(read_task_rows(cfg.fewshot_file))]
+        same_file = False
+    else:
+        pool, same_file = parsed, True
+    targets = parsed[: cfg.limit] if cfg.limit else parsed
+    out: list[McqSample | GenSample] = []
+    for i, p in enumerate(targets):
+        shots = _fewshot(spec, pool, p, i if same_file else None, seed) if cfg.fewshot else []
+        context = _context(spec, p, shots)
+        if spec.type == "mcq":
+            out.append(McqSample(p.id, p.file, p.line, context, p.choices, p.gold))
+        else:
+            out.append(GenSample(p.id, p.file, p.line, context, p.references, chat=cfg.chat))
+    return out
+
+
+def _fewshot(spec: TaskSpec, pool: list[_Parsed], sample: _Parsed, own_index: int | None, seed: int) -> list[_Parsed]:
+    cand = [q for j, q in enumerate(pool) if j != own_index]
+    if spec.fewshot_match:
+        key = sample.row.get(spec.fewshot_match)
+        cand = [q for q in cand if q.row.get(spec.fewshot_match) == key]
+    k = spec.cfg.fewshot
+    if len(cand) < k:
+        raise DataError(f"task '{spec.name}' wants {k} few-shot examples but only {len(cand)} are available"
+                        + (f" with the same '{spec.fewshot_match}'" if spec.fewshot_match else ""),
+                        file=sample.file, line=sample.line)
+    if spec.cfg.fewshot_sampler == "first_n":
+        return cand[:k]
+    # one RNG per sample: the examples don't depend on which other samples run (limit, order, batching)
+    rng = random.Random(f"{seed}|{spec.name}|{sample.file}|{sample.line}")
+    return rng.sample(cand, k)
+
+
+def _context(spec: TaskSpec, sample: _Parsed, shots: list[_Parsed]) -> str:
+    cfg = spec.cfg
+    try:
+        head = render(spec.description, sample.row) if spec.description else ""
+    except _Missing as e:
+        raise _fail(f"description template needs field '{e.args[0]}'", sample.file, sample.line) from None
+    parts = [head]
+    for s in shots:
+        parts.append(s.prompt + cfg.target_delimiter + s.answer + cfg.fewshot_delimiter)
+    parts.append(sample.prompt)
+    return "".join(parts)
