@@ -62,6 +62,8 @@ class DecontamSettings:
             raise DataError(f"unknown category {bad}", hint=f"use {', '.join(CATEGORIES)}")
         if not 0 < self.threshold <= 1:
             raise DataError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.index not in ("auto", "flat", "hnsw", "brute"):
+            raise DataError(f"unknown index '{self.index}'", hint="use auto, flat, hnsw or brute")
         if self.ngram < 1:
             raise DataError(f"n-gram size must be >= 1, got {self.ngram}")
 
@@ -234,25 +236,41 @@ def load_benchmarks(paths: list[str | Path], field: FieldSpec | None = None) -> 
     return out
 
 
-def decontaminate_records(records: list[dict], against: list[str | Path], *, methods: tuple[str, ...] = METHODS,
+def _as_row(rec: object, source: str, n: int) -> Row:
+    """Raw dicts, readers' Rows and formats' Samples (messages or text, with file/line) as Rows."""
+    if isinstance(rec, Row):
+        return rec
+    if isinstance(rec, dict):
+        return Row(rec, source, n)
+    messages, text = getattr(rec, "messages", None), getattr(rec, "text", None)
+    if messages or text is not None:
+        data = {"messages": messages} if messages else {"text": text}
+        return Row(data, getattr(rec, "file", source) or source, getattr(rec, "line", n) or n)
+    raise DataError(f"record {n} is a {type(rec).__name__}, expected a dict or a sample", file=source)
+
+
+def decontaminate_records(records: list, against: list[str | Path], *, methods: tuple[str, ...] = METHODS,
                           threshold: float = 0.8, ngram: int = 13, model: str = "builtin:minilm",
                           field: str | None = None, train_field: str | None = None,
-                          cache_dir: str | None = None, source: str = "<records>",
-                          ) -> tuple[list[dict], DecontamReport]:
-    """Drop training records that leak benchmark items. Returns (kept records in order, report).
+                          cache_dir: str | None = None, report_dir: str | Path | None = None,
+                          source: str = "<records>") -> tuple[list, DecontamReport]:
+    """Drop training records that leak benchmark items. Returns (kept records, in order and unchanged; report).
 
-    `records` are raw dicts of any layout `qa_fields` knows (alpaca, sharegpt, openai, ...; one layout per call);
-    `against` benchmark files/dirs; `field`/`train_field` override text fields as "question[:answer]" dotted paths.
-    Call ``report.write(run_dir / "decontam")`` to keep the JSONL/markdown/PNG report with the run.
+    `records`: raw dicts of any layout `qa_fields` knows (alpaca, sharegpt, openai, ...), `readers.Row`s, or
+    `formats.Sample`s (question = first user turn, answer = first assistant turn). `against`: benchmark
+    files/dirs. `field`/`train_field` override the text fields as "question[:answer]" dotted paths.
+    `report_dir` (e.g. ``run_dir / "decontam"``) receives report.jsonl, report.md, similarity_hist.png and
+    summary.json; or call ``report.write(dir)`` yourself.
     """
     if not records:
         raise DataError("no training records to decontaminate (empty input)", file=source)
-    rows = [r if isinstance(r, Row) else Row(r, source, n) for n, r in enumerate(records, 1)]
+    rows = [_as_row(r, source, n) for n, r in enumerate(records, 1)]
     train = rows_to_qas(rows, FieldSpec.parse(train_field))
     bench = load_benchmarks(list(against), FieldSpec.parse(field))
     settings = DecontamSettings(methods=tuple(methods), threshold=threshold, ngram=ngram, model=model,
                                 cache_dir=cache_dir)
     report = decontaminate(train, bench, settings)
+    if report_dir is not None:
+        report.write(report_dir)
     drop = set(report.removed)
-    kept = [r.data if isinstance(r, Row) else r for n, r in enumerate(records) if n not in drop]
-    return kept, report
+    return [r for n, r in enumerate(records) if n not in drop], report

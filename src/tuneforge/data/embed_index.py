@@ -45,6 +45,12 @@ def load_encoder(name: str = DEFAULT_MODEL):
         raise ModelLoadError("embedding search needs sentence-transformers",
                              hint="pip install 'tuneforge[decontam]'") from None
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in CLI output and logs
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         return SentenceTransformer(path, device="cpu")
     except Exception as e:  # missing dir, no network for a hub id, broken weights
         raise ModelLoadError(f"cannot load embedding model '{name}' ({path}): {e}") from None

@@ -1,0 +1,198 @@
+"""CLI for data hygiene: `tuneforge decontam`, `tuneforge data dedup`, `tuneforge data filter`.
+
+Each command writes into an output directory: the surviving records (one file per input file, same name and
+format), a JSONL of what was dropped and why, and a summary.json. Heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _split(values: Optional[list[str]]) -> list[str]:
+    """Repeatable options that also accept comma-separated lists."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _inputs(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(dataset paths, benchmark paths from configs) for files, dirs and config .yaml files."""
+    from tuneforge.data.hygiene_io import config_inputs, is_config
+    from tuneforge.errors import DataError
+
+    if not paths:
+        raise DataError("no input dataset given")
+    data, against = [], []
+    for p in paths:
+        if is_config(p):
+            d, a = config_inputs(p)
+            data += d
+            against += a
+        else:
+            data.append(p)
+    return data, against
+
+
+def _default_out(first: str, what: str) -> Path:
+    return Path(f"{Path(first).stem or 'data'}_{what}")
+
+
+def _print(lines: list[str]) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    for line in lines:
+        console.print(line)
+
+
+def run_decontam(train: list[str], against: list[str], methods: list[str], threshold: float, ngram: int,
+                 model: str, field: Optional[str], train_field: Optional[str], index: str, k: int,
+                 keep_similar: bool, out: Optional[str], cache_dir: Optional[str]) -> dict:
+    from tuneforge.data.decontam import DecontamSettings, decontaminate, load_benchmarks
+    from tuneforge.data.decontam_report import CATEGORIES
+    from tuneforge.data.hygiene_io import read_dataset, source_files, write_by_source
+    from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
+    from tuneforge.errors import DataError
+
+    data, cfg_against = _inputs(train)
+    against = against or cfg_against
+    if not against:
+        raise DataError("no benchmark files to compare against",
+                        hint="pass --against FILE (or set data.decontaminate_against in the config)")
+    drop = tuple(c for c in CATEGORIES if not (keep_similar and c == "similar-but-different"))
+    settings = DecontamSettings(methods=tuple(methods), threshold=threshold, ngram=ngram, model=model, k=k,
+                                index=index, cache_dir=cache_dir, drop=drop)
+    rows = read_dataset(data)
+    qas = rows_to_qas(rows, FieldSpec.parse(train_field))
+    bench = load_benchmarks(against, FieldSpec.parse(field))
+    report = decontaminate(qas, bench, settings)
+    out_dir = Path(out) if out else _default_out(data[0], "decontam")
+    removed = set(report.removed)
+    files = write_by_source([r for i, r in enumerate(rows) if i not in removed], source_files(rows), out_dir)
+    report.outputs["filtered"] = ", ".join(str(f) for f in files)
+    outputs = report.write(out_dir)
+    s = report.summary()
+    _print([f"decontam: {s['n_train']} records vs {s['n_bench']} benchmark items: {s['n_pairs']} flagged pairs, "
+            f"removed {s['n_removed']}, kept {s['n_kept']}",
+            "  categories: " + ", ".join(f"{c} {n}" for c, n in s["categories"].items()),
+            f"  filtered data: {outputs['filtered']}", f"  report: {outputs['markdown']}"])
+    return s
+
+
+def _write_hygiene_outputs(rows, keep: list[int], dropped: list[dict], summary: dict, out_dir: Path) -> dict:
+    from tuneforge.data.hygiene_io import source_files, write_by_source
+
+    files = write_by_source([rows[i] for i in keep], source_files(rows), out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "removed.jsonl", "w", encoding="utf-8") as f:
+        for d in dropped:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    summary = {**summary, "outputs": {"data": [str(p) for p in files], "removed": str(out_dir / "removed.jsonl")}}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def run_dedup(inputs: list[str], methods: list[str], threshold: Optional[float], field: Optional[str], model: str,
+              out: Optional[str], cache_dir: Optional[str]) -> dict:
+    from tuneforge.data.dedup import dedup
+    from tuneforge.data.hygiene_io import read_dataset
+    from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
+
+    data, _ = _inputs(inputs)
+    rows = read_dataset(data)
+    qas = rows_to_qas(rows, FieldSpec.parse(field))
+    result = dedup(qas, tuple(methods), threshold, model=model, cache_dir=cache_dir)
+    dropped = [{"file": rows[d.index].file, "line": rows[d.index].line, "duplicate_of": rows[d.of].where,
+                "method": d.method, "score": d.score, "question": qas[d.index].question[:200]}
+               for d in result.removed]
+    summary = {"n_in": len(rows), "n_kept": len(result.kept), "n_removed": len(result.removed),
+               "by_method": result.counts(), "methods": methods, "threshold": threshold}
+    summary = _write_hygiene_outputs(rows, result.kept, dropped, summary, Path(out) if out else
+                                     _default_out(data[0], "dedup"))
+    _print([f"dedup: {summary['n_in']} records, removed {summary['n_removed']} duplicates "
+            f"({', '.join(f'{k} {v}' for k, v in summary['by_method'].items()) or 'none'}), kept {summary['n_kept']}",
+            f"  data: {', '.join(summary['outputs']['data'])}"])
+    return summary
+
+
+def run_filter(inputs: list[str], rules_kw: dict, field: Optional[str], out: Optional[str]) -> dict:
+    from tuneforge.data.hygiene_io import read_dataset
+    from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
+    from tuneforge.data.quality import QualityRules, filter_quality
+
+    data, _ = _inputs(inputs)
+    rows = read_dataset(data)
+    qas = rows_to_qas(rows, FieldSpec.parse(field))
+    result = filter_quality(qas, QualityRules(**rules_kw))
+    dropped = [{"file": rows[i].file, "line": rows[i].line, "reasons": reasons, "question": qas[i].question[:200]}
+               for i, reasons in result.dropped]
+    summary = {"n_in": len(rows), "n_kept": len(result.kept), "n_removed": len(result.dropped),
+               "by_reason": result.counts(), "rules": rules_kw}
+    summary = _write_hygiene_outputs(rows, result.kept, dropped, summary, Path(out) if out else
+                                     _default_out(data[0], "filtered"))
+    _print([f"filter: {summary['n_in']} records, removed {summary['n_removed']} "
+            f"({', '.join(f'{k} {v}' for k, v in summary['by_reason'].items()) or 'none'}), kept {summary['n_kept']}",
+            f"  data: {', '.join(summary['outputs']['data'])}"])
+    return summary
+
+
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
+    from tuneforge.cli import guarded
+
+    @app.command("decontam")
+    def decontam(
+        train: list[str] = typer.Option(..., "--train", help="Training data: file, directory or config .yaml."),
+        against: Optional[list[str]] = typer.Option(None, "--against", help="Benchmark file/dir (repeatable or "
+                                                    "comma-separated); default: the config's decontaminate_against."),
+        method: str = typer.Option("exact,ngram,embedding", "--method", help="Detectors to run."),
+        threshold: float = typer.Option(0.8, help="Cosine similarity threshold of the embedding method."),
+        ngram: int = typer.Option(13, help="Word n-gram size of the ngram method."),
+        model: str = typer.Option("builtin:minilm", help="sentence-transformers model dir (default: packaged "
+                                  "all-MiniLM-L6-v2)."),
+        field: Optional[str] = typer.Option(None, "--field", help="Benchmark text fields QUESTION[:ANSWER], dotted "
+                                            "paths (e.g. question.stem)."),
+        train_field: Optional[str] = typer.Option(None, "--train-field", help="Training text fields QUESTION[:ANSWER]."),
+        index: str = typer.Option("auto", help="auto | flat (exact) | hnsw (approximate) | brute (numpy)."),
+        k: int = typer.Option(5, help="Nearest benchmark questions checked per training record."),
+        keep_similar: bool = typer.Option(False, "--keep-similar", help="Keep similar-but-different records "
+                                          "(drop only duplicate and gray-area)."),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default ./<train>_decontam)."),
+        cache_dir: Optional[str] = typer.Option(None, help="Embedding cache dir (default ~/.cache/tuneforge/embeddings)."),
+    ) -> None:
+        """Remove benchmark questions leaked into training data (exact, n-gram, embedding); write a report."""
+        guarded(run_decontam, _split(train), _split(against), _split([method]), threshold, ngram, model, field,
+                train_field, index, k, keep_similar, out, cache_dir)
+
+    @data_app.command("dedup")
+    def data_dedup(
+        inputs: list[str] = typer.Argument(..., help="Data file(s), directory or config .yaml."),
+        method: str = typer.Option("exact,minhash", "--method", help="exact, minhash and/or embedding."),
+        threshold: Optional[float] = typer.Option(None, help="Near-duplicate threshold (default: Jaccard 0.8 for "
+                                                  "minhash, cosine 0.95 for embedding)."),
+        field: Optional[str] = typer.Option(None, "--field", help="Text fields QUESTION[:ANSWER]."),
+        model: str = typer.Option("builtin:minilm", help="Embedding model for --method embedding."),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default ./<input>_dedup)."),
+        cache_dir: Optional[str] = typer.Option(None, help="Embedding cache dir."),
+    ) -> None:
+        """Remove exact and near-duplicate records inside a dataset (keeps the first occurrence)."""
+        guarded(run_dedup, inputs, _split([method]), threshold, field, model, out, cache_dir)
+
+    @data_app.command("filter")
+    def data_filter(
+        inputs: list[str] = typer.Argument(..., help="Data file(s), directory or config .yaml."),
+        min_answer_chars: int = typer.Option(1, help="Drop answers shorter than this (1 = drop empty answers)."),
+        min_question_chars: int = typer.Option(1, help="Drop questions shorter than this."),
+        max_chars: Optional[int] = typer.Option(None, help="Drop records longer than this (question + answer)."),
+        min_words: Optional[int] = typer.Option(None, help="Drop records with fewer words (question + answer)."),
+        lang: Optional[str] = typer.Option(None, help="Keep only this language (ISO 639-1, e.g. en; py3langid)."),
+        garbled: bool = typer.Option(True, "--garbled/--no-garbled", help="Drop garbled text (mojibake, U+FFFD...)."),
+        field: Optional[str] = typer.Option(None, "--field", help="Text fields QUESTION[:ANSWER]."),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default ./<input>_filtered)."),
+    ) -> None:
+        """Quality filters: empty/short/long records, garbled responses, language id."""
+        rules = {"min_answer_chars": min_answer_chars, "min_question_chars": min_question_chars,
+                 "max_chars": max_chars, "min_words": min_words, "garbled": garbled, "lang": lang}
+        guarded(run_filter, inputs, rules, field, out)
