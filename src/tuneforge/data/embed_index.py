@@ -62,7 +62,10 @@ def default_cache_dir() -> Path:
 
 
 def _cache_key(model: str, texts: list[str]) -> str:
-    h = hashlib.sha256(resolve_model_dir(model).encode())
+    try:
+        h = hashlib.sha256(resolve_model_dir(model).encode())
+    except ModelLoadError:
+        h = hashlib.sha256(model.encode())
     for t in texts:
         h.update(hashlib.sha256(t.encode("utf-8")).digest())
     return h.hexdigest()[:32]
