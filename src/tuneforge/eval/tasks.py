@@ -124,12 +124,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 _OVERRIDABLE = ("prompt", "choices", "gold", "labels", "target", "metrics", "extract", "stop", "description")
 
 
+def overridden_fields(cfg: EvalTaskConfig) -> list[str]:
+    """Spec fields the user gave a value (null / empty means "keep the preset's", so a dumped config round-trips)."""
+    return [k for k in _OVERRIDABLE if getattr(cfg, k) not in (None, "", [])]
+
+
 def resolve_task(cfg: EvalTaskConfig) -> TaskSpec:
     """Merge the preset with the fields the user set; check the spec is complete for its type."""
     base = dict(PRESETS[cfg.preset]) if cfg.preset else {}
-    for key in _OVERRIDABLE:
-        if key in cfg.model_fields_set:
-            base[key] = getattr(cfg, key)
+    for key in overridden_fields(cfg):
+        base[key] = getattr(cfg, key)
     ttype = cfg.type if cfg.type != "auto" else base.get("type") or ("generate" if base.get("target") else "mcq")
     base["type"] = ttype
     where = f"eval task '{cfg.name}'"
