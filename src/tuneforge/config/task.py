@@ -34,7 +34,8 @@ class TaskConfig(BaseModel):
     multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="Probability above which a label is predicted.")
 
     # --- feature extraction (method: features) --------------------------------------------------------------
-    pooling: Literal["mean", "cls"] = Field("mean", description="How token states become one embedding.")
+    pooling: Literal["mean", "cls", "last"] = Field(
+        "mean", description="How token states become one embedding (last: final non-pad token, for decoder LMs).")
     head: Literal["linear", "mlp", "logreg"] = Field(
         "linear", description="Head trained on frozen embeddings: linear, small MLP, or scikit-learn logistic regression.")
     head_hidden: int = Field(256, gt=0, description="Hidden width of the MLP head.")
