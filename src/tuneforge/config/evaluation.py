@@ -44,8 +44,9 @@ class EvalTaskConfig(_Strict):
     metrics: list[str] = Field(
         default_factory=list, description="generate: any of " + ", ".join(GEN_METRICS) + " (default: preset's, else "
                                           "exact_match + f1).")
-    extract: Literal["none", "number", "choice"] = Field(
-        "none", description="generate: answer extraction before scoring (number: GSM8K final number; choice: A-D).")
+    extract: Literal["none", "number", "choice"] | None = Field(
+        None, description="generate: answer extraction before scoring (number: GSM8K final number; choice: A-D; "
+                          "default: the preset's, else none).")
     chat: bool = Field(False, description="generate: wrap the prompt in the tokenizer's chat template.")
     stop: list[str] = Field(default_factory=list, description="generate: stop strings (cut from the output).")
     max_new_tokens: int | None = Field(None, gt=0, description="generate: override of eval.max_new_tokens.")

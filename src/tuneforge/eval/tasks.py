@@ -136,6 +136,7 @@ def resolve_task(cfg: EvalTaskConfig) -> TaskSpec:
         base[key] = getattr(cfg, key)
     ttype = cfg.type if cfg.type != "auto" else base.get("type") or ("generate" if base.get("target") else "mcq")
     base["type"] = ttype
+    base["extract"] = base.get("extract") or "none"
     where = f"eval task '{cfg.name}'"
     if not base.get("prompt"):
         raise ConfigError(f"{where}: no `prompt` template", hint="set prompt: or a preset: (" + ", ".join(PRESETS) + ")")

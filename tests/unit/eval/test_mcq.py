@@ -1,0 +1,120 @@
+import pytest
+import torch
+
+from tuneforge.eval.mcq import McqScorer, summarize, _result
+from tuneforge.eval.tasks import McqSample
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_llama)
+
+
+SAMPLES = [
+    McqSample("0", "f", 1, "Question: What happens as water levels rise?\nAnswer:",
+              ["fish swim more", "homes are built", "land is taller", "beaches shrink"], 3),
+    McqSample("1", "f", 2, "The sun is a", ["star", "planet made of cheese", "moon"], 0),
+    McqSample("2", "f", 3, "Answer with a letter. Which is a mammal?\nA. trout\nB. whale\nAnswer:", ["A", "B"], 1),
+    McqSample("3", "f", 4, "Pick one  ", ["x y z", "the quick brown fox jumps"], 1),  # trailing spaces
+]
+
+
+def brute_force(model, tok, context, continuation):
+    """Log-likelihood of continuation given context, one plain forward pass (lm-eval's definition)."""
+    ctx = context.rstrip()
+    cont = context[len(ctx):] + continuation
+    ctx_ids = tok.encode(ctx)
+    cont_ids = tok.encode(ctx + cont)[len(ctx_ids):]
+    ids = torch.tensor([ctx_ids + cont_ids])
+    with torch.no_grad():
+        logp = model(ids).logits[0].log_softmax(-1)
+    return sum(logp[len(ctx_ids) - 1 + j, t].item() for j, t in enumerate(cont_ids))
+
+
+@pytest.mark.parametrize("mode,batch", [("shared", 1), ("shared", 3), ("separate", 2), ("separate", 16)])
+def test_loglikelihoods_match_a_plain_forward(lm, mode, batch):
+    model, tok = lm
+    scores = McqScorer(model, tok, batch_size=batch, mode=mode).score(SAMPLES)
+    for s, r in zip(SAMPLES, scores):
+        want = [brute_force(model, tok, s.context, " " + c) for c in s.choices]
+        assert r.loglikelihoods == pytest.approx(want, abs=2e-3)
+    # a random model still separates the choices clearly, so equal log-likelihoods would mean a bug
+    assert len({round(x, 2) for x in scores[0].loglikelihoods}) == 4
+
+
+def test_encode_moves_trailing_space_and_handles_empty_context(lm):
+    _, tok = lm
+    sc = McqScorer(lm[0], tok)
+    e = sc.encode("Pick one ", ["yes"])
+    assert e.context == tok.encode("Pick one")
+    assert e.continuations[0] == tok.encode("Pick one yes")[len(e.context):]
+    e = sc.encode("", [" hello world"])
+    assert e.context == [tok.bos_token_id] and e.continuations[0] == tok.encode(" hello world", add_special_tokens=False)
+
+
+def _forward_ll(model, ids, n_cont):
+    with torch.no_grad():
+        logp = model(torch.tensor([ids[:-1]])).logits[0].log_softmax(-1)
+    return sum(logp[len(ids) - 1 - n_cont + j, t].item() for j, t in enumerate(ids[-n_cont:]))
+
+
+def test_truncation_keeps_the_end_of_the_context(lm):
+    model, tok = lm
+    s = McqSample("t", "f", 1, "word " * 80 + "and finally the answer is", ["yes", "no thanks a lot"], 0)
+    sc = McqScorer(model, tok, mode="shared", max_length=24)
+    enc = sc.encode(s.context, [" " + c for c in s.choices])
+    longest = max(len(c) for c in enc.continuations)
+    assert longest > 1 and len(enc.context) > 24
+    r_shared, = sc.score([s])
+    r_sep, = McqScorer(model, tok, mode="separate", max_length=24).score([s])
+    for i, cont in enumerate(enc.continuations):
+        # shared: one cut for all choices so the longest fits; separate: lm-eval's per-choice cut
+        shared_ids = enc.context[-(25 - longest):] + cont
+        assert r_shared.loglikelihoods[i] == pytest.approx(_forward_ll(model, shared_ids, len(cont)), abs=2e-3)
+        sep_ids = (enc.context + cont)[-25:]
+        assert r_sep.loglikelihoods[i] == pytest.approx(_forward_ll(model, sep_ids, len(cont)), abs=2e-3)
+
+
+class IgnoresCustomMasks(torch.nn.Module):
+    """A model whose attention silently ignores 4D masks (plain causal attention)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+        self.config = model.config
+
+    @property
+    def device(self):
+        return self.inner.device
+
+    @property
+    def dtype(self):
+        return self.inner.dtype
+
+    def forward(self, input_ids, attention_mask=None, **kw):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = None
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kw)
+
+
+def test_auto_falls_back_when_the_model_ignores_the_mask(lm, caplog):
+    model, tok = lm
+    wrapped = IgnoresCustomMasks(model)
+    sc = McqScorer(wrapped, tok, mode="auto")
+    scores = sc.score(SAMPLES)
+    assert sc.mode == "separate" and "one row per choice" in caplog.text
+    ref = McqScorer(model, tok, mode="separate").score(SAMPLES)
+    assert [r.pred for r in scores] == [r.pred for r in ref]
+    good = McqScorer(model, tok, mode="auto")
+    good.score(SAMPLES)
+    assert good.mode == "shared"
+
+
+def test_acc_norm_divides_by_characters():
+    s = McqSample("x", "f", 1, "c", ["ab", "abcdefgh"], 1)
+    r = _result(s, [-2.0, -4.0], [False, False])
+    assert (r.pred, r.pred_norm, r.acc, r.acc_norm) == (0, 1, 0.0, 1.0)
+    assert summarize([r, r]) == {"acc": 0.0, "acc_norm": 1.0}
