@@ -1,0 +1,135 @@
+"""Extractive QA recipe (stage: qa): SQuAD-format data → start/end span head on an encoder.
+
+Long contexts are split into windows (`task.doc_stride` tokens of overlap, `data.cutoff_len` tokens each); answers
+are decoded from the n-best start/end logits over all windows of a question (`eval/qa_postprocess.py`).
+Unanswerable questions (SQuAD v2) are skipped unless `task.allow_unanswerable`. Reports SQuAD EM/F1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuneforge.config.schema import Config
+from tuneforge.data.qa_data import QAExample
+from tuneforge.train.common import RunDir
+
+
+@dataclass
+class QAData:
+    train: list[QAExample]
+    eval: list[QAExample]
+
+
+def build_data(cfg: Config, run: RunDir | None = None) -> QAData:
+    """Validated questions; without data.eval, whole contexts are held out (no paragraph in both splits)."""
+    from tuneforge.data.qa_data import qa_counts, qa_examples
+    from tuneforge.data.task_data import load_rows, split_holdout
+    from tuneforge.errors import ConfigError
+
+    if not cfg.data.train:
+        raise ConfigError("data.train is empty", hint="add data: {train: [path/to/squad.jsonl]}")
+    train = qa_examples(load_rows(cfg.data.train), cfg.task)
+    if cfg.data.max_samples:
+        train = train[: cfg.data.max_samples]
+    if cfg.data.eval:
+        evals = qa_examples(load_rows(cfg.data.eval), cfg.task)
+    else:
+        contexts = list(dict.fromkeys(e.context for e in train))
+        keep, held = split_holdout(contexts, cfg.data.eval_split, cfg.data.mix_seed)
+        held_set = set(held)
+        train, evals = [e for e in train if e.context not in held_set], [e for e in train if e.context in held_set]
+    report = {"train": qa_counts(train), "eval": qa_counts(evals), "allow_unanswerable": cfg.task.allow_unanswerable}
+    if not cfg.task.allow_unanswerable:  # SQuAD v1 style: only questions with an answer
+        train = [e for e in train if not e.is_impossible]
+        evals = [e for e in evals if not e.is_impossible]
+    if cfg.task.max_eval_samples:
+        evals = evals[: cfg.task.max_eval_samples]
+    if not train:
+        raise ConfigError("no answerable training questions", hint="set task.allow_unanswerable: true for SQuAD v2 data")
+    report["used"] = {"train": len(train), "eval": len(evals)}
+    if run is not None:
+        run.write_json("data_report.json", report)
+    return QAData(train, evals)
+
+
+def score(examples: list[QAExample], decoded: list[dict]) -> tuple[dict, list[dict]]:
+    """SQuAD EM/F1 overall (and split by has-answer / no-answer when both occur) plus per-sample records."""
+    from tuneforge.eval.metrics import per_sample_em_f1
+
+    records, sums = [], {"has": [0.0, 0.0, 0], "no": [0.0, 0.0, 0]}
+    for ex, d in zip(examples, decoded):
+        refs = [a["text"] for a in ex.answers] or [""]
+        em, f1 = per_sample_em_f1(d["prediction"], refs)
+        s = sums["no" if ex.is_impossible else "has"]
+        s[0], s[1], s[2] = s[0] + em, s[1] + f1, s[2] + 1
+        records.append({"id": ex.id, "file": ex.file, "line": ex.line, "question": ex.question,
+                        "prediction": d["prediction"], "answers": refs, "exact_match": em, "f1": f1,
+                        "score": d["score"], "null_score": d["null_score"],
+                        "n_best": [{"text": c["text"], "score": round(c["score"], 4)} for c in d["n_best"][:5]]})
+    n = len(records) or 1
+    out = {"exact_match": sum(r["exact_match"] for r in records) / n, "f1": sum(r["f1"] for r in records) / n,
+           "n": len(records)}
+    if sums["has"][2] and sums["no"][2]:
+        for k, (em, f1, c) in sums.items():
+            out[f"{k}_answer_exact_match"], out[f"{k}_answer_f1"] = em / c, f1 / c
+    return out, records
+
+
+def metrics_fn(cfg: Config, examples: list[QAExample], feats):
+    """compute_metrics for periodic evaluation: decode spans, then SQuAD EM/F1."""
+    from tuneforge.eval.qa_postprocess import decode_answers
+
+    def compute(p):
+        start, end = p.predictions[:2]
+        decoded = decode_answers(examples, feats, start, end, **decode_kwargs(cfg))
+        res, _ = score(examples, decoded)
+        return {"exact_match": res["exact_match"], "f1": res["f1"]}
+
+    return compute
+
+
+def decode_kwargs(cfg: Config) -> dict:
+    t = cfg.task
+    return dict(n_best=t.n_best, max_answer_len=t.max_answer_len, allow_unanswerable=t.allow_unanswerable,
+                null_threshold=t.null_score_diff_threshold)
+
+
+def run(cfg: Config, run: RunDir, resume: bool) -> dict:
+    from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
+
+    from tuneforge.data.qa_data import qa_features
+    from tuneforge.eval.qa_postprocess import decode_answers
+    from tuneforge.models.load import load_tokenizer
+    from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
+    from tuneforge.train.task_common import (ListDataset, columns_to_rows, load_task_model, max_input_len,
+                                             prepare_task_model, print_summary, task_training_args, write_env,
+                                             write_predictions)
+
+    tokenizer = load_tokenizer(cfg.model)
+    data = build_data(cfg, run)
+    write_env(cfg, run)
+    model = load_task_model(cfg, AutoModelForQuestionAnswering)
+    max_len = max_input_len(cfg, tokenizer, model.config)
+    train_feats = qa_features(data.train, tokenizer, max_len, cfg.task.doc_stride, with_labels=True)
+    eval_feats = qa_features(data.eval, tokenizer, max_len, cfg.task.doc_stride, with_labels=True) if data.eval else None
+    eval_ds = ListDataset(columns_to_rows(eval_feats.inputs)) if eval_feats else None
+    model = prepare_task_model(model, cfg)
+
+    trainer = TuneforgeTrainer(
+        model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
+        train_dataset=ListDataset(columns_to_rows(train_feats.inputs)), eval_dataset=eval_ds,
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=metrics_fn(cfg, data.eval, eval_feats) if eval_feats else None, callbacks=callbacks(cfg, run))
+    metrics = fit(trainer, run, resume)
+    metrics.update(train_windows=len(train_feats), eval_windows=len(eval_feats) if eval_feats else 0)
+    save_final(trainer.model, tokenizer, run, cfg)
+    if eval_ds is not None:
+        start, end = trainer.predict(eval_ds).predictions[:2]
+        decoded = decode_answers(data.eval, eval_feats, start, end, **decode_kwargs(cfg))
+        res, records = score(data.eval, decoded)
+        run.write_json("eval_report.json", res)
+        if cfg.task.write_predictions:
+            write_predictions(run.root / "predictions.jsonl", records)
+        metrics.update({f"eval_{k}": v for k, v in res.items()})
+        print_summary("qa", metrics, ("eval_exact_match", "eval_f1"))
+    return metrics
