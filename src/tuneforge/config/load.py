@@ -104,7 +104,7 @@ def resolve_relative_paths(cfg: Config, config_dir: Path) -> None:
         if not p or Path(p).is_absolute() or Path(p).exists():
             return p
         cand = config_dir / p
-        return str(cand) if cand.exists() else p
+        return str(cand.resolve()) if cand.exists() else p
 
     cfg.model.path = fix(cfg.model.path) or cfg.model.path
     cfg.data.dataset_dir = fix(cfg.data.dataset_dir)

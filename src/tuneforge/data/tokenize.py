@@ -68,7 +68,11 @@ def cache_key(samples: list[Sample], tokenizer, cfg: Config) -> str:
 
 
 def cache_dir(cfg: Config) -> Path:
-    root = cfg.data.cache_dir or os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge"
+    if cfg.data.cache_dir:
+        return Path(cfg.data.cache_dir)
+    if os.environ.get("TUNEFORGE_DATA_CACHE"):
+        return Path(os.environ["TUNEFORGE_DATA_CACHE"])
+    root = os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge"
     return Path(root) / "data"
 
 

@@ -159,14 +159,26 @@ def _save_cache(model, gguf_path: Path, cached: Path) -> None:
     """Write the de-quantized model + tokenizer atomically so the next load skips GGUF conversion."""
     from transformers import AutoTokenizer
 
+    import shutil
+
+    from safetensors.torch import save_model
+
     tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+        # save_pretrained refuses GGUF-loaded models; the weights are plain de-quantized tensors, so write them
+        # directly (save_model handles tied embeddings) with a config that no longer mentions GGUF.
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        type(model.config).from_dict(config).save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(tmp)
         cached.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, cached)
     except OSError:
-        pass  # cache is an optimisation; a read-only home must not break loading
+        shutil.rmtree(tmp, ignore_errors=True)  # the cache is an optimisation; never fail loading over it
 
 
 def attach_adapter(model, adapter_dir: str, trainable: bool = False):

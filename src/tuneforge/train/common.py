@@ -132,7 +132,7 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, **extra):
         eval_steps=t.eval_steps or None,
         gradient_checkpointing=t.gradient_checkpointing,
         torch_compile=t.compile,
-        group_by_length=t.group_by_length,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         report_to=t.report_to or "none",
         bf16=want_bf16,
         use_cpu=not on_gpu,
@@ -141,9 +141,10 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, **extra):
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         dataloader_pin_memory=on_gpu,
-        save_safetensors=True,
     )
     kwargs.update(extra)
+    if "activation_checkpointing" in TrainingArguments.__dataclass_fields__:  # transformers >= 5.2x name
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
     try:
         return TrainingArguments(**kwargs)
     except (ValueError, TypeError) as e:
@@ -179,7 +180,11 @@ class GuardMixin:
             shutil.rmtree(target)
         os.replace(os.path.join(staging, name), target)
         shutil.rmtree(staging, ignore_errors=True)
-        self._rotate_checkpoints(use_mtime=False, output_dir=final_root)
+        if self.args.should_save and self.args.save_total_limit:
+            from transformers.trainer_utils import rotate_checkpoints
+
+            rotate_checkpoints(output_dir=final_root, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
 
 
 def make_trainer_class(base):

@@ -1,0 +1,75 @@
+"""Tiny-model training runs through the real recipe: the loss must fall, and the run dir must be complete."""
+
+from pathlib import Path
+
+import pytest
+
+from helpers import losses, write_copy_task
+from tuneforge.config import load_config
+from tuneforge.train.run import run_training
+
+
+def train(model_dir, tmp_path, *overrides):
+    data = write_copy_task(tmp_path / "copy.json")
+    cfg = load_config(None, [f"model.path={model_dir}", f"data.train={data}", "data.template=auto",
+                             f"output.dir={tmp_path / 'runs'}", "output.name=r", "train.max_steps=30",
+                             "train.lr=3e-3", "train.batch_size=8", "train.logging_steps=1", *overrides])
+    out = run_training(cfg)
+    return Path(out["run_dir"]), out
+
+
+@pytest.mark.parametrize("method", ["lora", "full", "freeze"])
+def test_llama_methods_learn(tiny_llama, tmp_path, method):
+    extra = {"freeze": ["freeze.trainable_layers=1", "freeze.modules=[lm_head]"],
+             "lora": ["train.lr=2e-2"]}.get(method, [])
+    run, out = train(tiny_llama, tmp_path, f"method={method}", *extra)
+    ls = losses(run)
+    assert len(ls) == 30
+    assert sum(ls[-5:]) / 5 < 0.7 * sum(ls[:3]) / 3, ls
+    for name in ("config.yaml", "env.json", "metrics.jsonl", "plots/loss.png", "data_report.json", "results.json"):
+        assert (run / name).exists(), name
+    final = run / ("adapter" if method == "lora" else "model")
+    assert any(final.glob("*.safetensors")) and not list(final.glob("*.bin"))
+
+
+def test_qwen2_lora_targets_all_linear_and_learns(tiny_qwen2, tmp_path):
+    import json
+
+    run, _ = train(tiny_qwen2, tmp_path, "method=lora", "lora.r=4", "train.lr=2e-2")
+    targets = set(json.loads((run / "adapter" / "adapter_config.json").read_text())["target_modules"])
+    assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    ls = losses(run)
+    assert sum(ls[-5:]) / 5 < 0.7 * sum(ls[:3]) / 3, ls
+
+
+def test_adapter_round_trip_with_plain_peft(tiny_llama, tmp_path):
+    """What we save loads with plain transformers + peft and gives the same logits as our loader."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.config.schema import ModelConfig
+    from tuneforge.models.load import load_model
+
+    run, _ = train(tiny_llama, tmp_path, "method=lora", "train.max_steps=5")
+    ours = load_model(ModelConfig(path=tiny_llama, adapter=str(run))).eval()
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), run / "adapter").eval()
+    x = torch.tensor([[1, 5, 9, 20, 33]])
+    with torch.no_grad():
+        assert torch.allclose(ours(x).logits, plain(x).logits, atol=1e-6)
+        merged = plain.merge_and_unload()
+        assert torch.allclose(merged(x).logits, ours(x).logits, atol=1e-4)
+
+
+def test_pt_stage_learns(tiny_llama, tmp_path):
+    import json
+
+    p = tmp_path / "text.jsonl"
+    p.write_text("".join(json.dumps({"text": "apple banana cherry dragon eagle falcon " * 4}) + "\n"
+                         for _ in range(40)))
+    cfg = load_config(None, ["stage=pt", f"model.path={tiny_llama}", f"data.train={p}", "data.cutoff_len=32",
+                             f"output.dir={tmp_path}", "output.name=pt", "train.max_steps=20", "train.lr=3e-3",
+                             "method=full"])
+    out = run_training(cfg)
+    ls = losses(Path(out["run_dir"]))
+    assert ls[-1] < 0.5 * ls[0], ls

@@ -1,0 +1,81 @@
+import pytest
+
+from tuneforge.config import load_config, parse_overrides
+from tuneforge.errors import ConfigError
+
+
+def write(tmp_path, text):
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_yaml_and_overrides_nest(tmp_path):
+    p = write(tmp_path, "model:\n  path: m\ntrain:\n  lr: 0.1\ndata:\n  train: a.json\n")
+    cfg = load_config(p, ["train.lr=1e-4", "lora.r=16", "train.gradient_checkpointing=true"])
+    assert cfg.train.lr == 1e-4 and cfg.lora.r == 16 and cfg.train.gradient_checkpointing is True
+    assert cfg.data.train[0].path == "a.json" and cfg.model.path == "m"
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    p = write(tmp_path, "train:\n  learnig_rate: 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "train.learnig_rate" in str(e.value) and str(p) in str(e.value)
+
+
+def test_unknown_override_suggests(tmp_path):
+    with pytest.raises(ConfigError, match=r"lora\.rr.*did you mean 'lora\.r'"):
+        load_config(None, ["lora.rr=4"])
+    with pytest.raises(ConfigError, match=r"did you mean 'train\.epochs'"):
+        load_config(None, ["train.epoch=4"])
+
+
+def test_unknown_section_suggests():
+    with pytest.raises(ConfigError, match="did you mean 'train'"):
+        load_config(None, ["trian.lr=1"])
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigError, match=r"'train\.batch_size'.*got 'four'"):
+        load_config(None, ["train.batch_size=four"])
+
+
+def test_bad_literal_names_key():
+    with pytest.raises(ConfigError, match=r"'method'"):
+        load_config(None, ["method=qlora2"])
+
+
+def test_hf_aliases():
+    cfg = load_config(None, ["train.learning_rate=3e-4", "lora.lora_alpha=8"])
+    assert cfg.train.lr == 3e-4 and cfg.lora.alpha == 8
+
+
+def test_override_syntax_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["train.lr"])
+
+
+def test_invalid_yaml_reports_line(tmp_path):
+    p = write(tmp_path, "train:\n  lr: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml:\d+: invalid YAML"):
+        load_config(p)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_relative_data_paths_resolve_next_to_config(tmp_path):
+    (tmp_path / "d.json").write_text("[]")
+    p = write(tmp_path, "data:\n  train: d.json\n")
+    cfg = load_config(p)
+    assert cfg.data.train[0].path == str(tmp_path / "d.json")
+
+
+def test_builtin_default_config_is_valid():
+    from tuneforge.train.run import resolve_config_arg
+
+    cfg = load_config(resolve_config_arg(None))
+    assert cfg.model.path == "builtin:smollm2" and cfg.method == "lora" and cfg.demo_prompts
