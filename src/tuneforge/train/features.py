@@ -74,6 +74,17 @@ def train_head(x: np.ndarray, y: np.ndarray, task, multi_label: bool, n_labels: 
     torch.manual_seed(seed)
     if task.head == "logreg":
         return _logreg_head(x, y, task, multi_label, n_labels, seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a few small matmuls per epoch: thread start-up costs more than it saves
+    try:
+        return _fit_torch_head(x, y, task, multi_label, n_labels, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_torch_head(x, y, task, multi_label: bool, n_labels: int, log):
+    import torch
+
     head = make_head(task.head, x.shape[1], n_labels, task.head_hidden)
     opt = torch.optim.AdamW(head.parameters(), lr=task.head_lr, weight_decay=task.head_weight_decay)
     xt = torch.from_numpy(x)
@@ -86,7 +97,7 @@ def train_head(x: np.ndarray, y: np.ndarray, task, multi_label: bool, n_labels: 
         loss.backward()
         opt.step()
         if log is not None:
-            log(epoch + 1, float(loss))
+            log(epoch + 1, float(loss.detach()))
     head.eval()
     return head
 

@@ -1,0 +1,124 @@
+"""Task data: label mapping from data, clear file:line errors, class balance, seq2seq columns, TaskConfig."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from tuneforge.config.load import load_config
+from tuneforge.config.task import TaskConfig
+from tuneforge.data.task_data import (LabelMap, balance_report, build_label_map, class_counts, cls_examples,
+                                      load_rows, seq2seq_examples, split_holdout)
+from tuneforge.errors import ConfigError, DataError
+
+
+def spec(path, **kw):
+    return SimpleNamespace(path=str(path), max_samples=kw.get("max_samples"), columns=kw.get("columns", {}))
+
+
+def write(tmp_path, name, rows):
+    p = tmp_path / name
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def test_config_defaults_and_unknown_key():
+    cfg = load_config(overrides=["stage=cls"])
+    assert cfg.task.doc_stride > 0 and cfg.task.main_metric("cls") == "accuracy"
+    assert cfg.task.main_metric("qa") == "f1"
+    with pytest.raises(ConfigError, match="did you mean 'task.label_column'"):
+        load_config(overrides=["task.label_colum=x"])
+    with pytest.raises(ConfigError, match="metric"):
+        load_config(overrides=["task.metric=bogus"])
+
+
+def test_string_labels_sorted_and_saved(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"text": "a", "label": "sports"}, {"text": "b", "label": "business"},
+                                   {"text": "c", "label": "sports"}])
+    ex = cls_examples(load_rows([spec(p)]), TaskConfig())
+    lm = build_label_map(ex, TaskConfig())
+    assert lm.names == ["business", "sports"] and [lm.encode(e) for e in ex] == [1, 0, 1]
+    lm.save(tmp_path / "lm.json")
+    assert LabelMap.load(tmp_path / "lm.json").names == lm.names
+
+
+def test_int_labels_take_label_text_names(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"sentence": "x", "label": 1, "label_text": "positive"},
+                                   {"sentence": "y", "label": 0, "label_text": "negative"}])
+    ex = cls_examples(load_rows([spec(p)]), TaskConfig())
+    lm = build_label_map(ex, TaskConfig())
+    assert lm.names == ["negative", "positive"]
+    assert [lm.encode(e) for e in ex] == [1, 0]
+    assert ex[0].text == "x"  # 'sentence' detected as the text column
+
+
+def test_fixed_label_order_and_pairs(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"sentence1": "a", "sentence2": "b", "label": "entailment"},
+                                   {"sentence1": "c", "sentence2": "d", "label": "contradiction"}])
+    task = TaskConfig(labels=["entailment", "neutral", "contradiction"])
+    ex = cls_examples(load_rows([spec(p)]), task)
+    assert ex[0].text_pair == "b"
+    lm = build_label_map(ex, task)
+    assert [lm.encode(e) for e in ex] == [0, 2]
+    assert class_counts(ex, lm) == {"entailment": 1, "neutral": 0, "contradiction": 1}
+
+
+def test_multi_label_detected(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"text": "a", "label": ["x", "y"]}, {"text": "b", "label": ["y"]}])
+    ex = cls_examples(load_rows([spec(p)]), TaskConfig())
+    lm = build_label_map(ex, TaskConfig())
+    assert lm.multi_label and lm.encode(ex[0]) == [1.0, 1.0] and lm.encode(ex[1]) == [0.0, 1.0]
+
+
+def test_missing_label_names_file_and_line(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"text": "a", "label": "x"}, {"text": "b"}])
+    with pytest.raises(DataError, match=r"t\.jsonl:2: missing label field 'label'"):
+        cls_examples(load_rows([spec(p)]), TaskConfig())
+
+
+def test_missing_text_names_fields(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"body": "a", "label": "x"}])
+    with pytest.raises(DataError, match=r"t\.jsonl:1: missing text field") as e:
+        cls_examples(load_rows([spec(p)]), TaskConfig())
+    assert "body" in str(e.value)
+    ex = cls_examples(load_rows([spec(p, columns={"text": "body"})]), TaskConfig())  # fixed by a column map
+    assert ex[0].text == "a"
+
+
+def test_unknown_label_at_eval(tmp_path):
+    tr = write(tmp_path, "train.jsonl", [{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}])
+    ev = write(tmp_path, "eval.jsonl", [{"text": "a", "label": "pos"}, {"text": "c", "label": "neutral"}])
+    lm = build_label_map(cls_examples(load_rows([spec(tr)]), TaskConfig()), TaskConfig())
+    bad = cls_examples(load_rows([spec(ev)]), TaskConfig())[1]
+    with pytest.raises(DataError, match=r"eval\.jsonl:2: unknown label 'neutral'.*neg, pos"):
+        lm.encode(bad)
+
+
+def test_balance_report_flags_imbalance():
+    lines = balance_report({"a": 100, "b": 10, "c": 0})
+    text = "\n".join(lines)
+    assert "imbalanced" in text and "no samples" in text
+
+
+def test_split_holdout_is_deterministic():
+    a = split_holdout(list(range(100)), 0.2, 0)
+    assert a == split_holdout(list(range(100)), 0.2, 0)
+    assert len(a[1]) == 20 and not set(a[0]) & set(a[1])
+
+
+def test_seq2seq_language_columns(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"en": "one", "de": "eins"}])
+    ex = seq2seq_examples(load_rows([spec(p)]), TaskConfig(source_lang="en", target_lang="de",
+                                                           source_prefix="translate: "))
+    assert (ex[0].source, ex[0].target) == ("translate: one", "eins")
+    with pytest.raises(DataError, match=r"t\.jsonl:1: missing target field 'fr'"):
+        seq2seq_examples(load_rows([spec(p)]), TaskConfig(source_lang="en", target_lang="fr"))
+
+
+def test_max_samples_and_missing_file(tmp_path):
+    p = write(tmp_path, "t.jsonl", [{"text": str(i), "label": "a"} for i in range(10)])
+    assert len(load_rows([spec(p, max_samples=3)])) == 3
+    with pytest.raises(DataError, match="not found"):
+        load_rows([spec(tmp_path / "nope.jsonl")])
