@@ -53,7 +53,8 @@ def build_model_dir(path, arch: str) -> str:
     common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                   bos_token_id=tok.bos_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                  pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+                  pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+                  initializer_range=0.15)  # large enough that LoRA (lm_head frozen) can move the logits
     model = (LlamaForCausalLM(LlamaConfig(**common)) if arch == "llama"
              else Qwen2ForCausalLM(Qwen2Config(**common)))
     model.save_pretrained(path)
