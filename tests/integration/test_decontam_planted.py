@@ -168,10 +168,10 @@ def build_planted() -> tuple[list[dict], list[bool]]:
 
 
 @pytest.fixture(scope="module")
-def planted_run(tmp_path_factory):
+def planted_run():
+    # default settings, default embedding cache (shared with the train step below; results do not depend on it)
     records, labels = build_planted()
-    kept, report = decontaminate_records(records, list(BENCH.values()),
-                                         cache_dir=str(tmp_path_factory.mktemp("emb")))
+    kept, report = decontaminate_records(records, list(BENCH.values()))
     return records, labels, kept, report
 
 
@@ -198,3 +198,58 @@ def test_every_method_and_category_is_used(planted_run):
     assert all(n > 0 for n in cats.values()), cats
     verbatim = [p for p in report.pairs if "exact" in p.methods]
     assert verbatim and all(p.category == "duplicate" for p in verbatim)
+
+
+def _tiny_chat_model(out: Path, corpus: list[str]) -> Path:
+    """A random 2-layer Llama (hidden 32) with a byte-level BPE tokenizer and a chat template: trains in seconds."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token + '\n' }}"
+                          "{% endfor %}{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    fast.save_pretrained(out)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                                 bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                                 pad_token_id=fast.pad_token_id)).save_pretrained(out)
+    return out
+
+
+def test_filtered_dataset_loads_and_trains(planted_run, tmp_path):
+    """The decontaminated output is a valid alpaca file for `train`, which also runs the decontam step itself."""
+    pytest.importorskip("peft")
+    from tuneforge.config.load import load_config
+    from tuneforge.data.hygiene_io import write_rows
+    from tuneforge.data.readers import Row, read_rows
+    from tuneforge.train.run import run_training
+
+    records, labels, kept, report = planted_run
+    src = DATA / "llamafactory_demo/alpaca_en_demo.json"
+    filtered = write_rows([Row(r, str(src), i) for i, r in enumerate(kept, 1)], tmp_path / "filtered.json", src)
+    assert [r.data for r in read_rows(filtered)] == kept
+    # train on the filtered records plus a few planted leaks: the train-time step must drop the leaks again
+    leaks = [r for r, lab in zip(records, labels) if lab][:3]
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps(kept[:13] + leaks), encoding="utf-8")
+    model = _tiny_chat_model(tmp_path / "model", [r["instruction"] + " " + r["output"] for r in kept[:200]])
+    cfg_path = tmp_path / "cfg.yaml"
+    against = ", ".join(str(p) for p in BENCH.values())
+    cfg_path.write_text(
+        f"stage: sft\nmethod: lora\nmodel: {{path: {model}}}\n"
+        f"data: {{train: [{data}], cutoff_len: 64, decontaminate_against: [{against}]}}\n"
+        f"train: {{max_steps: 2, batch_size: 4, threads: 1, lr: 1.0e-3}}\n"
+        f"output: {{dir: {tmp_path / 'runs'}, name: r, plot: false}}\n", encoding="utf-8")
+    out = run_training(load_config(cfg_path))
+    run_dir = Path(out["run_dir"])
+    data_report = json.loads((run_dir / "data_report.json").read_text())
+    assert data_report["decontaminated"] == 3, data_report
+    assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
