@@ -65,7 +65,8 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
 
 @app.command()
 def train(
-    config: Optional[str] = typer.Argument(None, help="YAML config (default: the built-in SmolLM2 identity demo)."),
+    config: Optional[str] = typer.Argument(
+        None, help="YAML config; builtin:<name>; '-' for defaults + overrides only. Default: the SmolLM2 identity demo."),
     overrides: Optional[list[str]] = typer.Argument(None, help="Overrides like train.lr=1e-4 lora.r=16."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run dir's latest checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Load data and model, print sizes and memory estimate, stop."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
 
 from tuneforge.config import load_config
 from tuneforge.config.schema import Config
@@ -31,7 +32,10 @@ def builtin_config_path(name: str) -> str:
     return str(path)
 
 
-def resolve_config_arg(config: str | None) -> str:
+def resolve_config_arg(config: str | None) -> str | None:
+    """A config file path; None for "-" (schema defaults + overrides only); the built-in demo when omitted."""
+    if config == "-":
+        return None
     config = config or DEFAULT_CONFIG
     if config.startswith("builtin:"):
         return builtin_config_path(config.split(":", 1)[1])
@@ -53,6 +57,9 @@ def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> di
     from tuneforge.train.common import prepare_run_dir, set_threads
 
     set_threads(cfg)
+    from transformers import set_seed
+
+    set_seed(cfg.train.seed)  # before any weights are created: LoRA/head init must be reproducible
     if dry_run:
         from tuneforge.train.dry_run import dry_run as do_dry_run
 
@@ -68,8 +75,9 @@ def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> di
 def run_from_cli(config: str | None, overrides: list[str], resume: bool = False, dry_run: bool = False) -> dict:
     from rich.console import Console
 
-    path = resolve_config_arg(config)
-    cfg = load_config(path, overrides)
+    if config and "=" in config and not Path(config).exists():  # `tuneforge train a.b=c`: tweak the demo
+        config, overrides = None, [config, *overrides]
+    cfg = load_config(resolve_config_arg(config), overrides)
     out = run_training(cfg, resume=resume, dry_run=dry_run)
     if not dry_run:
         Console().print(f"[bold green]done[/] run dir: {out['run_dir']}  ({out.get('wall_time_s')} s)")
