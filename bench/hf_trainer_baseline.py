@@ -2,8 +2,9 @@
 
     python bench/hf_trainer_baseline.py cls --train ../shared/data/sst2/train.jsonl \
         --eval ../shared/data/sst2/validation.jsonl --text sentence --max-train 2000 --out base_cls.json
-    python bench/hf_trainer_baseline.py qa --train-titles Normans,Computational_complexity_theory \
-        --eval-titles Southern_California --out base_qa.json
+    python bench/hf_trainer_baseline.py qa --train ../shared/data/squad_v2_subset/squad_v2_shared.jsonl \
+        --eval ../shared/data/squad_v2_subset/squad_v2_shared.jsonl \
+        --train-titles Normans,Computational_complexity_theory --eval-titles Southern_California --out base_qa.json
 
 Classification: AutoModelForSequenceClassification + Trainer + DataCollatorWithPadding.
 Extractive QA: the usual SQuAD recipe (question/context windows with a stride, start/end labels, n-best decoding),
@@ -88,9 +89,10 @@ def run_cls(a) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- extractive QA
-def squad_rows(titles: set[str]) -> list[dict]:
-    rows = read_jsonl(str(SHARED / "squad_v2_subset" / "squad_v2_shared.jsonl"))
-    return [r for r in rows if r["title"] in titles and r["answers"]["text"]]  # answerable only (SQuAD v1 style)
+def squad_rows(path: str, titles: str) -> list[dict]:
+    """Answerable questions (SQuAD v1 style) of a flat SQuAD jsonl, optionally only some article titles."""
+    keep = set(titles.split(",")) if titles else None
+    return [r for r in read_jsonl(path) if r["answers"]["text"] and (keep is None or r["title"] in keep)]
 
 
 def qa_windows(tok, rows, a, train: bool):
@@ -128,8 +130,8 @@ def run_qa(a) -> dict:
     from tuneforge.eval.metrics import squad_scores  # scoring only
 
     tok = AutoTokenizer.from_pretrained(a.model)
-    train = squad_rows(set(a.train_titles.split(",")))[: a.max_train]
-    evals = squad_rows(set(a.eval_titles.split(",")))[: a.max_eval]
+    train = squad_rows(a.train, a.train_titles)[: a.max_train]
+    evals = squad_rows(a.eval, a.eval_titles)[: a.max_eval]
     set_seed(a.seed)
     model = AutoModelForQuestionAnswering.from_pretrained(a.model)
     trainer = Trainer(model=model, args=make_args(a, a.work), train_dataset=ListDataset(qa_windows(tok, train, a, True)),
@@ -166,8 +168,8 @@ def main() -> None:
     p.add_argument("--eval", default=str(SHARED / "sst2" / "validation.jsonl"))
     p.add_argument("--text", default="sentence")
     p.add_argument("--label", default="label")
-    p.add_argument("--train-titles", default="Normans,Computational_complexity_theory")
-    p.add_argument("--eval-titles", default="Southern_California")
+    p.add_argument("--train-titles", default="", help="qa: only these articles (comma-separated)")
+    p.add_argument("--eval-titles", default="", help="qa: only these articles (comma-separated)")
     p.add_argument("--max-train", type=int, default=2000)
     p.add_argument("--max-eval", type=int, default=1000)
     p.add_argument("--max-len", type=int, default=128)

@@ -64,12 +64,14 @@ def max_input_len(cfg: Config, tokenizer: Any, model_config: Any = None) -> int:
 
 def load_task_model(cfg: Config, auto_class: Any, **kwargs):
     """Base model with a task head: pretrained weights, or random ones from config.json (task.random_init)."""
+    from transformers import set_seed
+
     from tuneforge.models.load import load_model, resolve_model_path
 
+    set_seed(cfg.train.seed)  # the new head's init is part of the run's reproducibility
     if cfg.task.random_init:
-        from transformers import AutoConfig, set_seed
+        from transformers import AutoConfig
 
-        set_seed(cfg.train.seed)
         conf = AutoConfig.from_pretrained(resolve_model_path(cfg.model.path), **kwargs)
         return auto_class.from_config(conf)
     # a checkpoint whose head has another label count (e.g. a previous run) gets a fresh head
