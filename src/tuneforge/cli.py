@@ -106,11 +106,12 @@ def env() -> None:
 def data_check(
     config: str = typer.Argument(..., help="YAML config whose data section to check."),
     overrides: Optional[list[str]] = typer.Argument(None, help="Overrides like data.cutoff_len=512."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stats as JSON."),
 ) -> None:
     """Validate and tokenize the data without training: counts, token lengths, truncation."""
     from tuneforge.data.check import check_cli
 
-    guarded(check_cli, config, overrides or [])
+    guarded(check_cli, config, overrides or [], as_json=as_json)
 
 
 def _register_features() -> None:

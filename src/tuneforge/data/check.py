@@ -5,7 +5,9 @@ from __future__ import annotations
 from tuneforge.config import load_config
 
 
-def check_cli(config: str, overrides: list[str]) -> dict:
+def check_cli(config: str, overrides: list[str], as_json: bool = False) -> dict:
+    import json
+
     from rich.console import Console
     from rich.table import Table
 
@@ -13,6 +15,9 @@ def check_cli(config: str, overrides: list[str]) -> dict:
 
     cfg = load_config(resolve_config_arg(config), overrides)
     result = check(cfg)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return result
     con = Console()
     t = Table(title=f"data check ({cfg.stage})", show_header=False)
     for k, v in result.items():

@@ -64,8 +64,11 @@ def mix(parts: list[tuple[DatasetSpec, list[Sample]]], seed: int) -> list[Sample
     return out
 
 
-def load_datasets(cfg: Config) -> tuple[list[Sample], list[Sample], DataReport]:
-    """Train and eval samples for a config, after validation, mixing, max_samples and eval split."""
+def load_datasets(cfg: Config, report_dir=None) -> tuple[list[Sample], list[Sample], DataReport]:
+    """Train and eval samples for a config, after validation, mixing, max_samples and eval split.
+
+    `report_dir` (a run dir) receives the decontamination report when `data.decontaminate_against` is set.
+    """
     if not cfg.data.train:
         raise DataError("no training data: set data.train to a file, directory or dataset name")
     report = DataReport()
@@ -78,7 +81,8 @@ def load_datasets(cfg: Config) -> tuple[list[Sample], list[Sample], DataReport]:
         from tuneforge.data.decontam import decontaminate_records
 
         before = len(train)
-        train, _ = decontaminate_records(train, against=cfg.data.decontaminate_against)
+        train, _ = decontaminate_records(train, against=cfg.data.decontaminate_against,
+                                         report_dir=f"{report_dir}/decontam" if report_dir else None)
         report.decontaminated = before - len(train)
     if not evals and cfg.data.eval_split > 0:
         rng = random.Random(cfg.data.mix_seed)

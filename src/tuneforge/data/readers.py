@@ -102,12 +102,15 @@ def _record_lines(text: str, n: int) -> list[int]:
         if ch == "\n":
             line += 1
         if in_str:
-            esc = (ch == "\\") and not esc
-            if ch == '"' and not esc:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
                 in_str = False
             continue
         if ch == '"':
-            in_str, esc = True, False
+            in_str = True
         elif ch in "[{":
             if depth == 1:
                 starts.append(line)

@@ -11,7 +11,7 @@ def build_data(cfg: Config, tokenizer, run: RunDir):
     from tuneforge.data.load import load_datasets
     from tuneforge.data.tokenize import tokenize_samples
 
-    train_samples, eval_samples, report = load_datasets(cfg)
+    train_samples, eval_samples, report = load_datasets(cfg, report_dir=run.root)
     train = tokenize_samples(train_samples, tokenizer, cfg)
     evals = tokenize_samples(eval_samples, tokenizer, cfg) if eval_samples else None
     run.write_json("data_report.json", {**report.as_dict(), "train": train.stats,
@@ -40,6 +40,10 @@ def prepare_for_training(model, cfg: Config):
     model = apply_method(model, cfg)
     if cfg.train.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # frozen embeddings + checkpointing still need grads to flow
+    if cfg.data.packing:
+        from tuneforge.models.attention import use_varlen_attention
+
+        use_varlen_attention(model)  # per-sample attention inside packed rows (else the slower dense-mask path)
     return model
 
 
@@ -48,7 +52,8 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     from tuneforge.models.load import load_tokenizer
     from tuneforge.serve.generate import demo_replies, print_demo
     from tuneforge.train import environment
-    from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final, training_args
+    from tuneforge.train.common import callbacks, fit, save_final, training_args
+    from tuneforge.train.sft_trainer import sft_trainer
 
     tokenizer = load_tokenizer(cfg.model)
     train_data, eval_data = build_data(cfg, tokenizer, run)
@@ -59,7 +64,8 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     before = demo_replies(model, tokenizer, cfg) if cfg.demo_prompts and not resume else None
     model = prepare_for_training(model, cfg)
 
-    trainer = TuneforgeTrainer(
+    trainer = sft_trainer(
+        cfg,
         model=model,
         args=training_args(cfg, run, has_eval=eval_data is not None),
         train_dataset=train_data,

@@ -146,3 +146,9 @@ def test_pt_text_from_registry():
     cfg = load_config(None, ["stage=pt", f"data.dataset_dir={lf}", "data.train=c4_demo"])
     train, _, _ = load_datasets(cfg)
     assert len(train) == 300 and train[0].text
+
+
+def test_json_list_line_numbers_survive_escaped_quotes(tmp_path):
+    p = tmp_path / "q.json"
+    p.write_text('[\n {"instruction": "say \\"hi\\" {now}", "output": "ok"},\n {"instruction": "b", "output": "c"}\n]\n')
+    assert [r.line for r in read_rows(p)] == [2, 3]
