@@ -153,6 +153,35 @@ def _check(ex: QAExample, is_impossible: Any) -> None:
                             line=ex.line, hint=where)
 
 
+def qa_splits(cfg: Any) -> tuple[list[QAExample], list[QAExample], dict]:
+    """(train, eval, report): data.eval when given, else held-out contexts (no paragraph in both splits);
+    unanswerable questions dropped unless task.allow_unanswerable."""
+    from tuneforge.data.task_data import load_rows, split_holdout
+
+    if not cfg.data.train:
+        raise ConfigError("data.train is empty", hint="add data: {train: [path/to/squad.jsonl]}")
+    train = qa_examples(load_rows(cfg.data.train), cfg.task)
+    if cfg.data.max_samples:
+        train = train[: cfg.data.max_samples]
+    if cfg.data.eval:
+        evals = qa_examples(load_rows(cfg.data.eval), cfg.task)
+    else:
+        contexts = list(dict.fromkeys(e.context for e in train))
+        held = set(split_holdout(contexts, cfg.data.eval_split, cfg.data.mix_seed)[1])
+        train, evals = [e for e in train if e.context not in held], [e for e in train if e.context in held]
+    report: dict = {"train": qa_counts(train), "eval": qa_counts(evals),
+                    "allow_unanswerable": cfg.task.allow_unanswerable}
+    if not cfg.task.allow_unanswerable:  # SQuAD v1 style: only questions with an answer
+        train = [e for e in train if not e.is_impossible]
+        evals = [e for e in evals if not e.is_impossible]
+    if cfg.task.max_eval_samples:
+        evals = evals[: cfg.task.max_eval_samples]
+    if not train:
+        raise ConfigError("no answerable training questions", hint="set task.allow_unanswerable: true for SQuAD v2 data")
+    report["used"] = {"train": len(train), "eval": len(evals)}
+    return train, evals, report
+
+
 def qa_counts(examples: list[QAExample]) -> dict[str, int]:
     n_imp = sum(e.is_impossible for e in examples)
     return {"questions": len(examples), "answerable": len(examples) - n_imp, "unanswerable": n_imp,

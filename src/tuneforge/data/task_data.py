@@ -44,6 +44,22 @@ def load_rows(specs: Iterable[Any]) -> list[tuple[Row, Any]]:
     return out
 
 
+def task_splits(cfg: Any) -> tuple[list[tuple[Row, Any]], list[tuple[Row, Any]]]:
+    """(train, eval) rows: data.eval when given, else a seeded `data.eval_split` hold-out of train."""
+    if not cfg.data.train:
+        raise ConfigError("data.train is empty", hint="add data: {train: [path/to/train.jsonl]}")
+    train = load_rows(cfg.data.train)
+    if cfg.data.max_samples:
+        train = train[: cfg.data.max_samples]
+    if cfg.data.eval:
+        evals = load_rows(cfg.data.eval)
+    else:
+        train, evals = split_holdout(train, cfg.data.eval_split, cfg.data.mix_seed)
+    if cfg.task.max_eval_samples:
+        evals = evals[: cfg.task.max_eval_samples]
+    return train, evals
+
+
 def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
     """Deterministic (train, eval) split of a list; eval gets `fraction` of the items (at least one)."""
     if not 0 < fraction < 1:
@@ -263,3 +279,67 @@ def seq2seq_examples(rows: list[tuple[Row, Any]], task: Any, need_target: bool =
         tgt = text_field(row, tkey, "target", required=need_target)
         out.append(Seq2SeqExample(task.source_prefix + src, tgt, row.file, row.line))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `tuneforge data check` for the task stages
+def check_task_data(cfg: Any) -> dict:
+    """Counts, class balance (cls), answerable/windows (qa), token lengths and truncation, without training."""
+    from tuneforge.models.load import load_tokenizer
+
+    tok = load_tokenizer(cfg.model)
+    tml = getattr(tok, "model_max_length", None)
+    max_len = min(cfg.data.cutoff_len, tml) if isinstance(tml, int) and 0 < tml < 1_000_000 else cfg.data.cutoff_len
+    out: dict = {"stage": cfg.stage, "max_len": max_len}
+    warnings: list[str] = []
+    if cfg.stage == "qa":
+        from tuneforge.data.qa_data import qa_features, qa_splits
+
+        train, evals, report = qa_splits(cfg)
+        out.update({f"{split}.{k}": v for split in ("train", "eval") for k, v in report[split].items()})
+        out.update({f"used.{k}": v for k, v in report["used"].items()})
+        feats = qa_features(train, tok, max_len, cfg.task.doc_stride, with_labels=True)
+        out["train.windows"] = len(feats)
+        out["train.windows_per_question"] = round(len(feats) / max(len(train), 1), 2)
+        lengths = [len(e.context) for e in train]
+        out["train.context_chars.p50/max"] = f"{_pct(lengths, 50)}/{max(lengths, default=0)}"
+    elif cfg.stage == "cls":
+        train_rows, eval_rows = task_splits(cfg)
+        train, evals = cls_examples(train_rows, cfg.task), cls_examples(eval_rows, cfg.task)
+        lm = build_label_map(train, cfg.task)
+        out.update({"train_samples": len(train), "eval_samples": len(evals), "labels": ", ".join(lm.names),
+                    "multi_label": lm.multi_label})
+        for split, exs in (("train", train), ("eval", evals)):
+            if exs:
+                counts = class_counts(exs, lm)
+                out[f"{split}.classes"] = "  ".join(f"{n}: {c} ({100 * c / max(len(exs), 1):.1f}%)"
+                                                    for n, c in counts.items())
+                warnings += [f"{split}: {w.strip()[9:]}" for w in balance_report(counts) if "warning" in w]
+        pairs = [e.text_pair for e in train] if any(e.text_pair for e in train) else None
+        _length_stats(out, warnings, tok, [e.text for e in train], pairs, max_len, "train.tokens")
+    else:
+        train_rows, eval_rows = task_splits(cfg)
+        train = seq2seq_examples(train_rows, cfg.task)
+        out.update({"train_samples": len(train), "eval_samples": len(eval_rows)})
+        _length_stats(out, warnings, tok, [e.source for e in train], None, max_len, "train.source_tokens")
+        _length_stats(out, warnings, tok, [e.target or "" for e in train], None, cfg.task.max_target_len,
+                      "train.target_tokens")
+    out["warnings"] = warnings
+    return out
+
+
+def _length_stats(out: dict, warnings: list, tok: Any, texts: list[str], pairs: list | None, limit: int,
+                  key: str) -> None:
+    lengths = [len(x) for x in tok(texts, pairs)["input_ids"]] if texts else []
+    over = sum(n > limit for n in lengths)
+    out[f"{key}.p50/p95/max"] = f"{_pct(lengths, 50)}/{_pct(lengths, 95)}/{max(lengths, default=0)}"
+    out[f"{key}.truncated"] = over
+    if over:
+        warnings.append(f"{over} of {len(lengths)} samples exceed {limit} tokens ({key}) and will be truncated")
+
+
+def _pct(values: list[int], q: float) -> int:
+    if not values:
+        return 0
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * q / 100))]

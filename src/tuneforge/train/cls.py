@@ -25,8 +25,7 @@ class ClsData:
 
 def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     """Validated examples and the label map; class counts go to data_report.json."""
-    from tuneforge.data.task_data import build_label_map, class_counts, cls_examples
-    from tuneforge.train.task_common import task_splits
+    from tuneforge.data.task_data import build_label_map, class_counts, cls_examples, task_splits
 
     train_rows, eval_rows = task_splits(cfg)
     train = cls_examples(train_rows, cfg.task)

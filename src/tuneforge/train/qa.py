@@ -22,31 +22,9 @@ class QAData:
 
 def build_data(cfg: Config, run: RunDir | None = None) -> QAData:
     """Validated questions; without data.eval, whole contexts are held out (no paragraph in both splits)."""
-    from tuneforge.data.qa_data import qa_counts, qa_examples
-    from tuneforge.data.task_data import load_rows, split_holdout
-    from tuneforge.errors import ConfigError
+    from tuneforge.data.qa_data import qa_splits
 
-    if not cfg.data.train:
-        raise ConfigError("data.train is empty", hint="add data: {train: [path/to/squad.jsonl]}")
-    train = qa_examples(load_rows(cfg.data.train), cfg.task)
-    if cfg.data.max_samples:
-        train = train[: cfg.data.max_samples]
-    if cfg.data.eval:
-        evals = qa_examples(load_rows(cfg.data.eval), cfg.task)
-    else:
-        contexts = list(dict.fromkeys(e.context for e in train))
-        keep, held = split_holdout(contexts, cfg.data.eval_split, cfg.data.mix_seed)
-        held_set = set(held)
-        train, evals = [e for e in train if e.context not in held_set], [e for e in train if e.context in held_set]
-    report = {"train": qa_counts(train), "eval": qa_counts(evals), "allow_unanswerable": cfg.task.allow_unanswerable}
-    if not cfg.task.allow_unanswerable:  # SQuAD v1 style: only questions with an answer
-        train = [e for e in train if not e.is_impossible]
-        evals = [e for e in evals if not e.is_impossible]
-    if cfg.task.max_eval_samples:
-        evals = evals[: cfg.task.max_eval_samples]
-    if not train:
-        raise ConfigError("no answerable training questions", hint="set task.allow_unanswerable: true for SQuAD v2 data")
-    report["used"] = {"train": len(train), "eval": len(evals)}
+    train, evals, report = qa_splits(cfg)
     if run is not None:
         run.write_json("data_report.json", report)
     return QAData(train, evals)

@@ -14,8 +14,7 @@ from tuneforge.train.common import RunDir
 
 
 def build_data(cfg: Config, run: RunDir | None = None) -> tuple[list[Seq2SeqExample], list[Seq2SeqExample]]:
-    from tuneforge.data.task_data import seq2seq_examples
-    from tuneforge.train.task_common import task_splits
+    from tuneforge.data.task_data import seq2seq_examples, task_splits
 
     train_rows, eval_rows = task_splits(cfg)
     train, evals = seq2seq_examples(train_rows, cfg.task), seq2seq_examples(eval_rows, cfg.task)

@@ -32,24 +32,6 @@ def columns_to_rows(cols: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, vals)) for vals in zip(*(cols[k] for k in keys))]
 
 
-def task_splits(cfg: Config) -> tuple[list, list]:
-    """(train, eval) rows: data.eval when given, else a `data.eval_split` hold-out of train (seeded)."""
-    from tuneforge.data.task_data import load_rows, split_holdout
-
-    if not cfg.data.train:
-        raise ConfigError("data.train is empty", hint="add data: {train: [path/to/train.jsonl]}")
-    train = load_rows(cfg.data.train)
-    if cfg.data.max_samples:
-        train = train[: cfg.data.max_samples]
-    if cfg.data.eval:
-        evals = load_rows(cfg.data.eval)
-    else:
-        train, evals = split_holdout(train, cfg.data.eval_split, cfg.data.mix_seed)
-    if cfg.task.max_eval_samples:
-        evals = evals[: cfg.task.max_eval_samples]
-    return train, evals
-
-
 def max_input_len(cfg: Config, tokenizer: Any, model_config: Any = None) -> int:
     """data.cutoff_len, capped at what the model's position embeddings / tokenizer allow."""
     limits = [cfg.data.cutoff_len]

@@ -122,3 +122,17 @@ def test_max_samples_and_missing_file(tmp_path):
     assert len(load_rows([spec(p, max_samples=3)])) == 3
     with pytest.raises(DataError, match="not found"):
         load_rows([spec(tmp_path / "nope.jsonl")])
+
+
+def test_data_check_shows_class_balance(tmp_path):
+    from task_tiny_models import minilm_dir
+
+    from tuneforge.data.task_data import check_task_data
+
+    rows = [{"text": f"t{i}", "label": "big"} for i in range(40)] + [{"text": "x", "label": "small"}] * 4
+    p = write(tmp_path, "t.jsonl", rows)
+    cfg = load_config(overrides=["stage=cls", f"model.path={minilm_dir()}", f"data.train=[{p}]",
+                                 "data.eval_split=0.25"])
+    out = check_task_data(cfg)
+    assert "big" in out["train.classes"] and out["labels"] == "big, small"
+    assert any("imbalanced" in w for w in out["warnings"])
