@@ -1,0 +1,54 @@
+"""Method switches reach peft / requires_grad as configured (no training needed)."""
+
+import pytest
+
+from tuneforge.config import load_config
+from tuneforge.config.schema import ModelConfig
+from tuneforge.errors import ConfigError, ModelLoadError
+from tuneforge.models.adapters import apply_method, count_parameters
+from tuneforge.models.load import load_model, resolve_model_path
+
+
+def model(path):
+    return load_model(ModelConfig(path=path))
+
+
+def test_lora_dora_rslora_flags(tiny_llama):
+    m = apply_method(model(tiny_llama), load_config(None, ["lora.dora=true", "lora.rslora=true", "lora.r=4"]))
+    pc = m.peft_config["default"]
+    assert pc.use_dora and pc.use_rslora and pc.r == 4
+    assert set(pc.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_lora_explicit_targets(tiny_llama):
+    m = apply_method(model(tiny_llama), load_config(None, ["lora.target=q_proj,v_proj"]))
+    assert set(m.peft_config["default"].target_modules) == {"q_proj", "v_proj"}
+    with pytest.raises(ConfigError, match="lora.target"):
+        apply_method(model(tiny_llama), load_config(None, ["lora.target=[nope_proj]"]))
+
+
+def test_freeze_last_layers_and_modules(tiny_llama):
+    m = apply_method(model(tiny_llama), load_config(None, ["method=freeze", "freeze.trainable_layers=1"]))
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("model.layers.1.") for n in trainable)
+    m = apply_method(model(tiny_llama), load_config(None, ["method=freeze", "freeze.trainable_layers=0",
+                                                           "freeze.modules=[lm_head]"]))
+    assert {n for n, p in m.named_parameters() if p.requires_grad} == {"lm_head.weight"}
+    with pytest.raises(ConfigError, match="has 2 layers"):
+        apply_method(model(tiny_llama), load_config(None, ["method=freeze", "freeze.trainable_layers=5"]))
+
+
+def test_full_trains_everything(tiny_llama):
+    total, trainable = count_parameters(apply_method(model(tiny_llama), load_config(None, ["method=full"])))
+    assert total == trainable
+
+
+def test_builtin_paths_and_errors(tmp_path):
+    assert resolve_model_path("builtin:smollm2").endswith(".gguf")
+    with pytest.raises(ModelLoadError, match="unknown built-in"):
+        resolve_model_path("builtin:gpt5")
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_model(ModelConfig(path=str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no model weights"):
+        load_model(ModelConfig(path=str(tmp_path / "empty")))
