@@ -37,6 +37,13 @@ def offline_env() -> None:
             os.environ.setdefault(k, "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Library chatter (per-tensor progress bars, deprecation notices) drowns our own progress output.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\.")
+    warnings.filterwarnings("ignore", message=r".*pin_memory.*")
 
 
 def fail(e: BaseException) -> None:

@@ -117,6 +117,14 @@ def test_train_then_compare_base_vs_tuned(tmp_path, tiny, files):
     lb = [json.loads(x)["loglikelihoods"] for x in (comp / "base/predictions/numbers.jsonl").read_text().splitlines()]
     lt = [json.loads(x)["loglikelihoods"] for x in (run / "eval/predictions/numbers.jsonl").read_text().splitlines()]
     assert lb != lt
+    # eval.after_train: the hook `tuneforge train` calls at the end
+    from tuneforge.config import load_config
+    from tuneforge.eval.run import after_training
+
+    on = load_config(cfg, ["eval.after_train=true"])
+    metrics = after_training(on, run, log=lambda m: None)
+    assert set(metrics) == {"eval/numbers/acc", "eval/numbers/acc_norm", "eval/math/accuracy"}
+    assert metrics["eval/numbers/acc"] == tuned["tasks"]["numbers"]["metrics"]["acc"]
     # unchanged inputs: results are reused, not recomputed
     code, out = _cli("eval", "--compare", "base", str(run))
     assert code == 0 and "[base] results in" in out and "[tiny-sft] results in" in out, out

@@ -150,6 +150,7 @@ def _load_gguf(gguf_path: Path, auto_class, common: dict):
         import gguf  # noqa: F401
     except ImportError:
         raise ModelLoadError("loading .gguf files needs the `gguf` package (pip install gguf)") from None
+    print(f"de-quantizing {gguf_path.name} once; cached as safetensors in {cached}", flush=True)
     model = auto_class.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, **common)
     _save_cache(model, gguf_path, cached)
     return model

@@ -11,7 +11,7 @@ from tuneforge.errors import DataError
 
 @pytest.fixture(scope="module")
 def tok():
-    from conftest import build_tokenizer
+    from tiny_models import build_tokenizer
 
     return build_tokenizer()
 
