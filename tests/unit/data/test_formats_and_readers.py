@@ -152,3 +152,21 @@ def test_json_list_line_numbers_survive_escaped_quotes(tmp_path):
     p = tmp_path / "q.json"
     p.write_text('[\n {"instruction": "say \\"hi\\" {now}", "output": "ok"},\n {"instruction": "b", "output": "c"}\n]\n')
     assert [r.line for r in read_rows(p)] == [2, 3]
+
+
+def test_hf_save_to_disk_dir_and_missing_hub_dataset(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list([GOOD, GOOD, GOOD]).save_to_disk(str(tmp_path / "hf"))
+    train, _, _ = load_datasets(cfg_for(tmp_path / "hf"))
+    assert len(train) == 3 and train[0].file.endswith("[train]")
+    with pytest.raises(DataError, match="could not be loaded with `datasets`"):
+        load_datasets(cfg_for("someone/not-a-local-dataset"))
+
+
+def test_sharegpt_custom_tags(tmp_path):
+    p = jsonl(tmp_path, [{"dialog": [{"speaker": "me", "text": "a"}, {"speaker": "bot", "text": "b"}]}])
+    cfg = load_config(None, [f'data.train=[{{path: "{p}", format: sharegpt, columns: {{messages: dialog}}, '
+                             'tags: {role_tag: speaker, content_tag: text, user_tag: me, assistant_tag: bot}}]'])
+    assert load_datasets(cfg)[0][0].messages == [{"role": "user", "content": "a"},
+                                                 {"role": "assistant", "content": "b"}]
