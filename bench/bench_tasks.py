@@ -69,7 +69,7 @@ def bench_cls(a, work: Path) -> list[dict]:
                     work, a.threads)
     rows.append(_row("cls", "hf_trainer (hand-written)", base["accuracy"], base))
     for system, extra in [("tuneforge full", ["method=full"]),
-                          ("tuneforge lora", ["method=lora", "train.lr=5e-4"]),
+                          ("tuneforge lora", ["method=lora", "train.lr=2e-3"]),
                           ("tuneforge features", ["method=features"])]:
         res = tuneforge(cfg, common + extra, work, system.replace(" ", "_"), a.threads)
         rows.append(_row("cls", system, res["eval_accuracy"], res))
@@ -92,7 +92,7 @@ def bench_qa(a, work: Path) -> list[dict]:
               f"task.doc_stride={hp['stride']}", "train.seed=42"]
     systems = [("tuneforge full", ["method=full"])]
     if a.qa_lora:
-        systems.append(("tuneforge lora", ["method=lora", "train.lr=1e-3"]))
+        systems.append(("tuneforge lora", ["method=lora", "train.lr=2e-3"]))
     for system, extra in systems:
         res = tuneforge("examples/qa_minilm.yaml", common + extra, work, "qa_" + system.replace(" ", "_"), a.threads)
         rows.append(_row("qa", system, res["eval_f1"], res, em=res["eval_exact_match"]))
