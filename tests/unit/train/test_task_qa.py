@@ -127,3 +127,20 @@ def test_stride_too_large_is_a_config_error(tmp_path):
     ex = qa_examples(load_rows([spec(write(tmp_path, qa_rows(2, 0)))]), TaskConfig())
     with pytest.raises(ConfigError, match="doc_stride"):
         qa_features(ex, tokenizer(), max_len=32, stride=30, with_labels=True)
+
+
+def test_data_check_counts_windows_and_holds_out_contexts(tmp_path):
+    from task_tiny_models import minilm_dir
+
+    from tuneforge.config.load import load_config
+    from tuneforge.data.qa_data import qa_splits
+    from tuneforge.data.task_data import check_task_data
+
+    p = write(tmp_path, qa_rows(30, 0, ctx_words=60, unanswerable=0.2))
+    cfg = load_config(overrides=["stage=qa", f"model.path={minilm_dir()}", f"data.train=[{p}]", "data.eval_split=0.2",
+                                 "data.cutoff_len=48", "task.doc_stride=16"])
+    out = check_task_data(cfg)
+    assert out["train.unanswerable"] > 0 and out["used.train"] == out["train.answerable"]
+    assert out["train.windows_per_question"] > 1
+    train, evals, _ = qa_splits(cfg)
+    assert evals and not {e.context for e in train} & {e.context for e in evals}
