@@ -61,7 +61,7 @@ class DataConfig(Section):
     mask_history: bool = Field(False, description="Train only on the last assistant turn of multi-turn samples.")
     max_samples: int | None = Field(None, gt=0, description="Cap on the mixed training set size.")
     mix_seed: int = Field(0, description="Seed for mixing / eval split.")
-    packing: bool = Field(False, description="Pack samples into rows without cross-sample attention.")
+    packing: bool = Field(False, description="Padding-free batches: samples back to back in one row, never attending to each other.")
     cache_dir: str | None = Field(None, description="Tokenized-data cache dir (default ~/.cache/tuneforge/data).")
     decontaminate_against: list[str] = Field(default_factory=list,
                                              description="Benchmark files to decontaminate training data against.")
@@ -106,6 +106,8 @@ class TrainConfig(Section):
     eval_steps: int = Field(0, ge=0, description="Evaluate every N steps (0: only at the end).")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: physical cores).")
     group_by_length: bool = Field(False, description="Batch samples of similar length together (less padding).")
+    batch_tokens: int = Field(0, ge=0, description="Token budget per micro-batch instead of batch_size samples (0: off).")
+    loss_chunk_size: int = Field(0, ge=0, description="Chunked output head + loss, N positions at a time (large vocabularies; 0: off).")
     compile: bool = Field(False, description="torch.compile the model.")
     report_to: list[str] = Field(default_factory=list, description="Trackers: tensorboard, mlflow, wandb.")
 

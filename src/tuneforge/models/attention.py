@@ -1,0 +1,124 @@
+"""Segment-aware attention for padding-free packed batches, registered through transformers' `AttentionInterface`.
+
+A packed batch is one row holding several samples back to back; `position_ids` restart at 0 for each sample
+(`data/collate.py:PackedCollator`). Each sample must only attend to itself. transformers can express that with a
+dense block-diagonal mask, but on CPU a dense (T x T) masked SDPA costs far more than the samples themselves
+(TRL's padding-free run in shared/bench/peer is slower than unpacked training for that reason). Here every
+segment gets its own causal SDPA call on a `split` view of q/k/v, so the work is sum(len_i^2), not T^2, and the
+fast fused CPU kernel (is_causal, no mask) is used. `split` (not slicing) keeps the backward linear in T.
+
+Segments come from `cu_seq_lens_q` when the collator provides it (flash-attention convention), else from
+`position_ids` restarting. Anything that is not a packed training forward (a padding mask, decoding with a cache)
+falls back to transformers' own SDPA path, so a model left on this implementation still generates correctly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NAME = "tuneforge_varlen"
+_registered = False
+
+
+def segment_lengths(position_ids: torch.Tensor | None = None, cu_seq_lens: torch.Tensor | None = None,
+                    total: int | None = None) -> list[int] | None:
+    """Sample lengths inside one packed row: from cumulative lengths, or from where `position_ids` restart.
+
+    Returns None when neither is given.
+    """
+    if cu_seq_lens is not None:
+        lens = torch.diff(cu_seq_lens.reshape(-1).to(torch.long)).tolist()
+    elif position_ids is not None:
+        pos = position_ids.reshape(-1)
+        # A new sample starts wherever the position does not continue the previous one (same rule as transformers'
+        # find_packed_sequence_indices).
+        starts = torch.nonzero(pos[1:] != pos[:-1] + 1).reshape(-1) + 1
+        bounds = [0, *starts.tolist(), pos.numel()]
+        lens = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    else:
+        return None
+    if total is not None and sum(lens) != total:
+        raise ValueError(f"packed segments cover {sum(lens)} tokens but the row has {total}")
+    return lens
+
+
+def _row_segments(kwargs: dict, batch: int, q_len: int) -> list[list[int]] | None:
+    """Segment lengths of every row, or None when no row holds more than one sample."""
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is not None and batch == 1:
+        rows = [segment_lengths(cu_seq_lens=cu, total=q_len)]
+    else:
+        pos = kwargs.get("position_ids")
+        if pos is None:
+            return None
+        pos = pos.expand(batch, -1) if pos.shape[0] != batch else pos
+        rows = [segment_lengths(position_ids=p, total=q_len) for p in pos]
+    return rows if any(len(r) > 1 for r in rows) else None
+
+
+def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                        is_causal=None, **kwargs):
+    """Attention function with the `AttentionInterface` signature; q/k/v are (batch, heads, tokens, head_dim)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    batch, _, q_len, _ = query.shape
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    rows = None
+    if attention_mask is None and causal and key.shape[2] == q_len and q_len > 1:
+        rows = _row_segments(kwargs, batch, q_len)
+    if rows is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    gqa = query.shape[1] != key.shape[1]
+    out_rows = []
+    for lens, q_row, k_row, v_row in zip(rows, query.split(1), key.split(1), value.split(1)):
+        outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True,
+                                               enable_gqa=gqa)
+                for q, k, v in zip(q_row.split(lens, dim=2), k_row.split(lens, dim=2), v_row.split(lens, dim=2))]
+        out_rows.append(torch.cat(outs, dim=2) if len(outs) > 1 else outs[0])
+    out = torch.cat(out_rows, dim=0) if batch > 1 else out_rows[0]
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _varlen_mask(*args, attention_mask=None, **kwargs):
+    """Mask builder paired with the attention function: no dense mask for padding-free rows.
+
+    A row without a padding mask needs none (segments are read from position_ids by the attention function); a
+    padded batch (evaluation, generation) gets the regular SDPA mask and is handled by the SDPA fallback.
+    """
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def register() -> str:
+    """Register the attention + mask functions under NAME (idempotent); returns NAME."""
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface
+
+        AttentionInterface.register(NAME, varlen_sdpa_forward)
+        AttentionMaskInterface.register(NAME, _varlen_mask)
+        _registered = True
+    return NAME
+
+
+def use_varlen_attention(model) -> bool:
+    """Switch `model` (or the model inside a PeftModel) to segment-aware attention; False if it cannot switch.
+
+    A model that cannot switch still trains packed batches correctly: transformers derives a block-diagonal mask
+    from the restarting position_ids (slower, same result).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not hasattr(base, "set_attn_implementation"):
+        return False
+    register()
+    try:
+        base.set_attn_implementation(NAME)
+    except (ValueError, ImportError, NotImplementedError):
+        return False
+    return getattr(base.config, "_attn_implementation", None) == NAME
