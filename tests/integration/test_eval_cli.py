@@ -72,6 +72,13 @@ def test_eval_a_model_from_a_config(tmp_path, tiny, files):
     preds = (res_dir / "predictions" / "numbers.jsonl").read_text().splitlines()
     assert len(preds) == 16 and set(json.loads(preds[0])) >= {"id", "gold", "pred", "loglikelihoods", "scores"}
     assert "| numbers | acc * |" in (res_dir / "results.md").read_text()
+    # re-running one task keeps the other task's results
+    code, out = _cli("eval", str(_config(tmp_path, tiny, files)), "--task", "numbers", "--force", "--limit", "4")
+    assert code == 0, out
+    again = json.loads((res_dir / "results.json").read_text())
+    assert again["tasks"]["numbers"]["n"] == 4 and again["tasks"]["math"] == results["tasks"]["math"]
+    code, out = _cli("eval", str(_config(tmp_path, tiny, files)), "--task", "nope")
+    assert code == 2 and "unknown task(s) ['nope']" in out
 
 
 @pytest.mark.parametrize("row,msg", [
@@ -127,7 +134,7 @@ def test_train_then_compare_base_vs_tuned(tmp_path, tiny, files):
     assert metrics["eval/numbers/acc"] == tuned["tasks"]["numbers"]["metrics"]["acc"]
     # unchanged inputs: results are reused, not recomputed
     code, out = _cli("eval", "--compare", "base", str(run))
-    assert code == 0 and "[base] results in" in out and "[tiny-sft] results in" in out, out
+    assert code == 0 and out.count("up to date") == 4, out  # 2 models x 2 tasks
     assert "samples/s" not in out  # nothing was scored again
 
 

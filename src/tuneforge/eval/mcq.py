@@ -229,8 +229,9 @@ class McqScorer:
                 log.warning("shared-context scoring failed (%s); using one row per choice", str(e)[:200])
                 return "separate"
             b = self._separate_batch(probe)
-        worst = max(abs(x - y) for (la, _), (lb, _) in zip(a, b) for x, y in zip(la, lb))
-        if worst > 1e-2:
+        # numerical noise (fp32: ~1e-4, bf16: ~1e-2) is far below what leaking attention between choices gives
+        worst = max(abs(x - y) - 0.002 * abs(y) for (la, _), (lb, _) in zip(a, b) for x, y in zip(la, lb))
+        if worst > 0.05:
             log.warning("shared-context scores differ from per-choice scores by %.3g; using one row per choice", worst)
             return "separate"
         return "shared"

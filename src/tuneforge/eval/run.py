@@ -72,20 +72,26 @@ def fingerprint(spec: TaskSpec, eval_cfg: EvalConfig, model: ModelConfig) -> str
 
 def evaluate(target: Target, eval_cfg: EvalConfig, tasks: list[tuple[TaskSpec, list]] | None = None,
              log: Log = print, reuse: bool = False, model: Any = None, tokenizer: Any = None) -> dict:
-    """Run every task on one model; write results.json / results.md / predictions/. Returns the results dict."""
+    """Run the tasks on one model; write results.json / results.md / predictions/ (after every task).
+
+    results.json accumulates: other tasks already there for the same model are kept, and with `reuse` a task
+    whose fingerprint is unchanged is not run again. Returns the results dict (all its tasks)."""
     tasks = tasks if tasks is not None else prepare_tasks(eval_cfg)
     out = target.out_dir
     prints = {spec.name: fingerprint(spec, eval_cfg, target.model) for spec, _ in tasks}
-    old = _load_results(out) if reuse else None
-    if old and all(old["tasks"].get(n, {}).get("fingerprint") == fp for n, fp in prints.items()):
-        log(f"[{target.label}] results in {out} are up to date, reused")
-        return old
-    if model is None:
-        model, tokenizer = load_for_eval(target.model)
-    results: dict[str, Any] = {"label": target.label, "model": describe(target.model), "tasks": {},
+    old = _load_results(out)
+    kept = old["tasks"] if old and old.get("model") == describe(target.model) else {}
+    results: dict[str, Any] = {"label": target.label, "model": describe(target.model), "tasks": dict(kept),
                                "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    todo = []
     for spec, samples in tasks:
+        if reuse and kept.get(spec.name, {}).get("fingerprint") == prints[spec.name]:
+            log(f"[{target.label}] {spec.name}: results in {out} are up to date, reused")
+        else:
+            todo.append((spec, samples))
+    if todo and model is None:
+        model, tokenizer = load_for_eval(target.model)
+    for spec, samples in todo:
         t0 = time.perf_counter()
         if spec.type == "mcq":
             metrics, records, mode = _run_mcq(model, tokenizer, spec, samples, eval_cfg)
@@ -100,12 +106,15 @@ def evaluate(target: Target, eval_cfg: EvalConfig, tasks: list[tuple[TaskSpec, l
 
         add_intervals(task_res, records, eval_cfg.ci, eval_cfg.ci_level, eval_cfg.bootstrap_samples, eval_cfg.seed)
         results["tasks"][spec.name] = task_res
+        (out / "predictions").mkdir(parents=True, exist_ok=True)
         _write_jsonl(out / "predictions" / f"{spec.name}.jsonl", records)
+        _write_results(out, results)
         main = spec.main_metric
         lo, hi = task_res["ci"][main]
         log(f"[{target.label}] {spec.name}: {main} {_pct(main, metrics[main])} [{_pct(main, lo)}, {_pct(main, hi)}] "
             f"n={len(samples)} ({secs:.1f} s, {task_res['samples_per_s']} samples/s)")
-    _write_results(out, results)
+    if not todo and not (out / "results.json").exists():
+        _write_results(out, results)
     return results
 
 
@@ -348,6 +357,7 @@ def compare_cli(names: list[str], config: str | None, overrides: list[str], out:
     entries = []
     for t in targets:
         res = evaluate(t, ref_cfg.eval, prepared, log=log, reuse=not force)
+        res = dict(res, tasks={spec.name: res["tasks"][spec.name] for spec, _ in prepared})
         recs = {name: load_records(t.out_dir, name) for name in res["tasks"]}
         entries.append({"label": t.label, "results": res, "records": recs})
     e = ref_cfg.eval
