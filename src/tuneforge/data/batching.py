@@ -4,6 +4,10 @@
 over `max_tokens`. With padding-free packing the cost of a batch is its token count, so every step does about the
 same work; with padding (`pad=True`) the cost is `rows x longest`, and `window` sorts samples by length inside
 windows of the shuffle first (length grouping) so that rows in one batch are of similar length.
+
+The batches are composed once; each epoch visits them in a new seeded order. A fixed batch count matters: the
+Trainer sizes the run (epochs x batches per epoch) up front and would silently drop the batches of an epoch that
+happened to pack into more of them.
 """
 
 from __future__ import annotations
@@ -24,26 +28,21 @@ class TokenBudgetBatchSampler:
         self.max_tokens = int(max_tokens)
         self.seed, self.shuffle, self.pad, self.window, self.drop_last = seed, shuffle, pad, window, drop_last
         self.epoch = 0
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self._composed: list[list[int]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def _order(self) -> np.ndarray:
         n = len(self.lengths)
-        if not self.shuffle:
-            order = np.arange(n)
-        else:
-            order = np.random.default_rng((self.seed, self.epoch)).permutation(n)
+        order = np.random.default_rng(self.seed).permutation(n) if self.shuffle else np.arange(n)
         if self.window > 1:
             # Sort by length inside each window (longest first), keeping the windows in shuffled order.
             parts = [w[np.argsort(-self.lengths[w], kind="stable")] for w in np.array_split(order, -(-n // self.window))]
             order = np.concatenate(parts) if parts else order
         return order
 
-    def batches(self) -> list[list[int]]:
-        if self._cache is not None and self._cache[0] == self.epoch:
-            return self._cache[1]
+    def _compose(self) -> list[list[int]]:
         out: list[list[int]] = []
         cur: list[int] = []
         used = longest = 0
@@ -53,22 +52,30 @@ class TokenBudgetBatchSampler:
             cost = new_longest * (len(cur) + 1) if self.pad else used + n
             if cur and cost > self.max_tokens:
                 out.append(cur)
-                cur, used, longest = [], 0, 0
-                new_longest = n
+                cur, used, new_longest = [], 0, n
             cur.append(i)
             used += n
             longest = new_longest
         if cur and not self.drop_last:
             out.append(cur)
-        if self.shuffle and self.window > 1:
-            # Long-first windows would otherwise put the biggest batches first in every window.
-            rng = np.random.default_rng((self.seed, self.epoch, 1))
-            out = [out[j] for j in rng.permutation(len(out))]
-        self._cache = (self.epoch, out)
         return out
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches: the fixed composition, in an order drawn from (seed, epoch)."""
+        if self._composed is None:
+            self._composed = self._compose()
+        if not self.shuffle:
+            return self._composed
+        # Epoch 0 keeps the composition order unless length grouping made it long-first per window.
+        if self.epoch == 0 and self.window <= 1:
+            return self._composed
+        perm = np.random.default_rng((self.seed, self.epoch, 1)).permutation(len(self._composed))
+        return [self._composed[j] for j in perm]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return len(self.batches())
+        if self._composed is None:
+            self._composed = self._compose()
+        return len(self._composed)
