@@ -7,6 +7,7 @@ import sys
 import pytest
 
 
+
 def tf(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "tuneforge.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
@@ -95,3 +96,19 @@ def test_pickle_only_model_refused(tmp_path):
 def test_env_runs():
     r = tf("env")
     assert r.returncode == 0 and "transformers" in r.stdout
+
+
+def test_chat_one_shot_with_trained_adapter(tiny_llama, tmp_path):
+    from run_helpers import write_copy_task
+
+    data = write_copy_task(tmp_path / "d.json", n=8)
+    r = tf("train", "-", f"model.path={tiny_llama}", f"data.train={data}", f"output.dir={tmp_path}",
+           "output.name=run", "train.max_steps=2")
+    assert r.returncode == 0, r.stderr
+    r = tf("chat", "-m", str(tmp_path / "run"), "-p", "Repeat after me: apple", "--max-new-tokens", "4")
+    assert r.returncode == 0, r.stderr
+    r = tf("chat", "-m", tiny_llama, "--adapter", str(tmp_path / "run" / "adapter"), "-p", "hi",
+           "--max-new-tokens", "4")
+    assert r.returncode == 0, r.stderr
+    assert_one_line_error(tf("chat", "-m", tiny_llama, "--adapter", str(tmp_path), "-p", "hi"),
+                          "adapter_config.json")

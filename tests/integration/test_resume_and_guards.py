@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import losses, write_copy_task
+from run_helpers import losses, write_copy_task
 
 
 def cli(*args, **kw):

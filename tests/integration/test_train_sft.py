@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import losses, write_copy_task
+from run_helpers import losses, write_copy_task
 from tuneforge.config import load_config
 from tuneforge.train.run import run_training
 

@@ -74,9 +74,7 @@ def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> di
 
 def run_from_cli(config: str | None, overrides: list[str], resume: bool = False, dry_run: bool = False) -> dict:
     from rich.console import Console
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # our own rich bar reports progress
     if config and "=" in config and not Path(config).exists():  # `tuneforge train a.b=c`: tweak the demo
         config, overrides = None, [config, *overrides]
     cfg = load_config(resolve_config_arg(config), overrides)
