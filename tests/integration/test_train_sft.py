@@ -73,3 +73,15 @@ def test_pt_stage_learns(tiny_llama, tmp_path):
     out = run_training(cfg)
     ls = losses(Path(out["run_dir"]))
     assert ls[-1] < 0.5 * ls[0], ls
+
+
+def test_named_template_adds_missing_special_tokens(tiny_llama, tmp_path):
+    """llama3 on a tokenizer without <|eot_id|>: tokens are added before tokenizing, embeddings resized."""
+    from transformers import AutoTokenizer
+
+    run, _ = train(tiny_llama, tmp_path, "data.template=llama3", "method=full", "train.max_steps=3")
+    tok = AutoTokenizer.from_pretrained(run / "model")
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    assert eot is not None and eot != tok.unk_token_id
+    report = (run / "data_report.json").read_text()
+    assert '"kept": 64' in report

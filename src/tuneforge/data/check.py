@@ -37,9 +37,9 @@ def check(cfg) -> dict:
         return check_task_data(cfg)
     from tuneforge.data.load import load_datasets
     from tuneforge.data.tokenize import tokenize_samples
-    from tuneforge.models.load import load_tokenizer
+    from tuneforge.train.sft import load_sft_tokenizer
 
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_sft_tokenizer(cfg)
     train, evals, report = load_datasets(cfg)
     tok = tokenize_samples(train, tokenizer, cfg)
     out = {"train_samples": len(train), "eval_samples": len(evals), **report.as_dict()}

@@ -20,15 +20,25 @@ def build_data(cfg: Config, tokenizer, run: RunDir):
 
 
 def build_model(cfg: Config, tokenizer):
-    from tuneforge.data.templates import ensure_template_tokens
     from tuneforge.models.load import load_model
 
     model = load_model(cfg.model, apply_adapter=False)
     model.config.use_cache = False
-    if cfg.stage == "sft" and ensure_template_tokens(tokenizer, cfg.data.template):
-        # New special tokens (e.g. <|im_end|> on a base model) need embedding rows.
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        # Template tokens added by `load_sft_tokenizer` (e.g. <|im_end|> on a base model) need embedding rows.
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
     return model
+
+
+def load_sft_tokenizer(cfg: Config):
+    """The model's tokenizer plus any special tokens the chat template needs (added before tokenizing data)."""
+    from tuneforge.data.templates import ensure_template_tokens
+    from tuneforge.models.load import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model)
+    if cfg.stage == "sft":
+        ensure_template_tokens(tokenizer, cfg.data.template)
+    return tokenizer
 
 
 def prepare_for_training(model, cfg: Config):
@@ -49,13 +59,12 @@ def prepare_for_training(model, cfg: Config):
 
 def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     from tuneforge.data.collate import make_collator
-    from tuneforge.models.load import load_tokenizer
     from tuneforge.serve.generate import demo_replies, print_demo
     from tuneforge.train import environment
     from tuneforge.train.common import callbacks, fit, save_final, training_args
     from tuneforge.train.sft_trainer import sft_trainer
 
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_sft_tokenizer(cfg)
     train_data, eval_data = build_data(cfg, tokenizer, run)
     data_files = [s.path for s in [*cfg.data.train, *cfg.data.eval]]
     run.write_json("env.json", environment.collect(data_files, cfg.train.seed))
