@@ -123,3 +123,18 @@ def test_unknown_eval_label_fails_before_training(tmp_path, sentiment):
     with pytest.raises(DataError, match=r"bad\.jsonl:2: unknown label 'neutral'"):
         run_training(cls_cfg(tmp_path, tiny_bert(), sentiment[0], bad))
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_freeze_trains_last_layer_and_head_only(tmp_path, sentiment):
+    import torch
+    from safetensors.torch import load_file
+
+    out = run_training(cls_cfg(tmp_path, tiny_bert(), *sentiment, "method=freeze", "freeze.trainable_layers=1",
+                               "train.max_steps=3"))
+    after = load_file(str(Path(out["run_dir"]) / "model" / "model.safetensors"))
+    before = load_file(str(Path(tiny_bert()) / "model.safetensors"))
+    assert torch.equal(after["bert.encoder.layer.0.attention.self.query.weight"],
+                       before["encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(after["bert.encoder.layer.1.attention.self.query.weight"],
+                           before["encoder.layer.1.attention.self.query.weight"])
+    assert not torch.equal(after["bert.pooler.dense.weight"], before["pooler.dense.weight"])

@@ -1,5 +1,5 @@
-"""Pieces the task stages (cls, qa, seq2seq, features) share: data splits, input length, model loading with a
-task head, LoRA task types, an in-memory dataset and the per-sample predictions file."""
+"""Pieces the task stages (cls, qa, seq2seq, features) share: input length, model loading with a task head, LoRA
+task types, an in-memory dataset and the per-sample predictions file."""
 
 from __future__ import annotations
 
@@ -77,9 +77,9 @@ def prepare_task_model(model, cfg: Config):
 
 
 def _unfreeze_head(model) -> None:
-    """Freeze tuning trains the last layers; a freshly initialised task head must train too."""
+    """Freeze tuning trains the last layers; a freshly initialised task head (and BERT's pooler) must train too."""
     for name, p in model.named_parameters():
-        if name.split(".")[0] in ("classifier", "score", "qa_outputs", "lm_head", "pre_classifier"):
+        if name.split(".")[0] in ("classifier", "score", "qa_outputs", "lm_head", "pre_classifier") or ".pooler." in name:
             p.requires_grad_(True)
 
 
