@@ -97,7 +97,7 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Fraction of steps used for LR warm-up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0 disables).")
-    optim: str = Field("adamw_torch", description="Optimizer name understood by transformers.")
+    optim: str = Field("adamw_torch_fused", description="Optimizer name understood by transformers (fused AdamW: transformers' own default).")
     seed: int = Field(42, description="Seed for init, shuffling and dropout.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory (off by default on CPU).")
     logging_steps: int = Field(1, gt=0, description="Log metrics every N steps.")
