@@ -30,3 +30,10 @@ def test_unknown_keys_metrics_and_duplicate_names_rejected():
         EvalConfig(tasks=["a/x.jsonl", "b/x.jsonl"])
     with pytest.raises(ValidationError):
         EvalConfig(batch_size=0)
+
+
+def test_config_preset_names_match_the_preset_table():
+    from tuneforge.config.evaluation import PRESETS as NAMES
+    from tuneforge.eval.presets import PRESETS
+
+    assert set(NAMES) == set(PRESETS)
