@@ -113,8 +113,12 @@ def preprocess_times(model_dir: Path, data_file: Path, work: Path) -> dict:
 
 
 def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    # Same for every tool: byte-code caching as on a normal install (the peers' code is pre-compiled in
+    # site-packages; an editable tuneforge would otherwise be re-compiled at every launch).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def _merge(a: dict, b: dict) -> dict:
