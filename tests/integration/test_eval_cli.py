@@ -144,3 +144,31 @@ def test_after_training_hook(tmp_path, tiny, files):
 
     cfg = load_config(_config(tmp_path, tiny, files))
     assert after_training(cfg, tmp_path / "nowhere") == {}  # eval.after_train is off by default
+
+
+def test_merged_model_run_scores_like_base_plus_adapter(tmp_path, tiny, files):
+    """A run dir with a merged model/ (no adapter/) evaluates to the same log-likelihoods as base + adapter."""
+    import shutil
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = _config(tmp_path, tiny, files, absolute=True)
+    code, out = _cli("train", str(cfg), "train.lr=2e-2")
+    assert code == 0, out
+    run = tmp_path / "runs" / "tiny-sft"
+    merged_run = tmp_path / "runs" / "tiny-sft-merged"
+    merged_run.mkdir()
+    shutil.copy(run / "config.yaml", merged_run / "config.yaml")
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), run / "adapter").merge_and_unload()
+    merged.save_pretrained(merged_run / "model")
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(merged_run / "model")
+
+    for r in (run, merged_run):
+        code, out = _cli("eval", str(r), "--task", "numbers")
+        assert code == 0, out
+    a = [json.loads(x)["loglikelihoods"] for x in (run / "eval/predictions/numbers.jsonl").read_text().splitlines()]
+    b = [json.loads(x)["loglikelihoods"] for x in
+         (merged_run / "eval/predictions/numbers.jsonl").read_text().splitlines()]
+    assert "model" in json.loads((merged_run / "eval/results.json").read_text())["model"]
+    assert max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)) < 1e-3
