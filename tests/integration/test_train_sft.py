@@ -10,6 +10,7 @@ from tuneforge.train.run import run_training
 
 
 def train(model_dir, tmp_path, *overrides):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     data = write_copy_task(tmp_path / "copy.json")
     cfg = load_config(None, [f"model.path={model_dir}", f"data.train={data}", "data.template=auto",
                              f"output.dir={tmp_path / 'runs'}", "output.name=r", "train.max_steps=30",
@@ -85,3 +86,13 @@ def test_named_template_adds_missing_special_tokens(tiny_llama, tmp_path):
     assert eot is not None and eot != tok.unk_token_id
     report = (run / "data_report.json").read_text()
     assert '"kept": 64' in report
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_llama, tmp_path):
+    """Checkpointing trades compute for memory only: the loss trajectory must not change."""
+    a, _ = train(tiny_llama, tmp_path / "a", "method=lora", "train.lr=2e-2", "train.max_steps=6")
+    b, _ = train(tiny_llama, tmp_path / "b", "method=lora", "train.lr=2e-2", "train.max_steps=6",
+                 "train.gradient_checkpointing=true")
+    import pytest
+
+    assert losses(b) == pytest.approx(losses(a), rel=1e-4)
