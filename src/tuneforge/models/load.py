@@ -153,6 +153,18 @@ def _load_gguf(gguf_path: Path, auto_class, common: dict):
     print(f"de-quantizing {gguf_path.name} once; cached as safetensors in {cached}", flush=True)
     model = auto_class.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, **common)
     _save_cache(model, gguf_path, cached)
+    if (cached / "model.safetensors").exists():
+        # Reload the plain safetensors copy: a GGUF-loaded model is flagged "quantized" and cannot be trained.
+        return auto_class.from_pretrained(cached, use_safetensors=True, **common)
+    return _as_plain_model(model)
+
+
+def _as_plain_model(model):
+    """The GGUF weights are already de-quantized tensors; drop the quantizer flag so Trainer accepts the model."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     return model
 
 

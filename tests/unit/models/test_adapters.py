@@ -52,3 +52,17 @@ def test_builtin_paths_and_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="no model weights"):
         load_model(ModelConfig(path=str(tmp_path / "empty")))
+
+
+def test_gguf_first_load_is_trainable(tmp_path, monkeypatch):
+    """First load converts the GGUF (no cache yet); the result must be a plain, trainable model."""
+    import torch
+
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path))
+    m = load_model(ModelConfig(path="builtin:smollm2"))
+    assert not getattr(m, "is_quantized", False) and getattr(m, "hf_quantizer", None) is None
+    assert any((tmp_path / "gguf").glob("*/model.safetensors"))
+    from transformers import Trainer, TrainingArguments
+
+    Trainer(model=m, args=TrainingArguments(output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none"))
+    assert m.get_input_embeddings().weight.dtype == torch.float32
