@@ -33,7 +33,7 @@ def cfg(tmp_path, *extra):
         "stage=cls", "method=full", "model.path=builtin:minilm",
         f"data.train=[{{path: {SST2}/train.jsonl, max_samples: {N_TRAIN}}}]",
         f"data.eval=[{{path: {SST2}/validation.jsonl, max_samples: {N_EVAL}}}]",
-        "data.cutoff_len=64", "task.text_column=sentence", "train.lr=1e-4", "train.epochs=1", "train.batch_size=16",
+        "data.cutoff_len=64", "task.text_column=sentence", "train.lr=3e-4", "train.epochs=1", "train.batch_size=16",
         "train.scheduler=linear", "train.warmup_ratio=0.1", "train.threads=1", "train.logging_steps=4",
         f"output.dir={tmp_path}", *extra])
 
