@@ -105,7 +105,10 @@ def labelled_loss_sum(model, inputs: dict, chunk_size: int = 0):
         decoder, head = _plain_head(model)
         hidden = decoder(**inputs).last_hidden_state
         return chunked_linear_cross_entropy(hidden[keep], head.weight, flat_targets, chunk_size), keep.sum(), None
-    outputs = model(**inputs, logits_to_keep=keep)
+    try:
+        outputs = model(**inputs, logits_to_keep=keep)
+    except TypeError:  # a model without logits_to_keep: project every position, keep the targets below
+        outputs = model(**inputs)
     logits = outputs.logits
     if logits.dim() != 2 or logits.shape[0] != flat_targets.shape[0]:
         logits = logits[keep]  # a model that ignores a boolean logits_to_keep returned every position

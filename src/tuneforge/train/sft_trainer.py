@@ -29,6 +29,9 @@ class SFTLossMixin:
         loss_sum, n_targets, outputs = labelled_loss_sum(model, dict(inputs), self.tf_loss_chunk_size)
         denom = num_items_in_batch if num_items_in_batch is not None else n_targets
         loss = loss_sum / denom.clamp(min=1) if hasattr(denom, "clamp") else loss_sum / max(int(denom), 1)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+            # num_items_in_batch counts every process's targets while DDP averages gradients over processes.
+            loss = loss * self.args.world_size
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
