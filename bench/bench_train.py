@@ -31,6 +31,8 @@ from train_runs import (PEER_RUNS, TF_RUNS, ensure_inputs, matmul_peak, peer_ben
                         preprocess_times, run_peer, run_tuneforge)
 
 REPO = Path(__file__).resolve().parents[1]
+ORDER = ["trl_lora_nogc", "tf_lora_unpacked", "tf_lora_packed", "lf_lora_packing_nogc", "tf_lora_packed_2k",
+         "trl_full_nogc", "tf_full_packed", "lf_lora_default"]
 
 
 def main() -> None:
@@ -61,10 +63,11 @@ def main() -> None:
             if p.stem in PEER_RUNS:
                 runs[p.stem] = json.loads(p.read_text())
         peers = [n for n in peers if n not in runs]
-    for name in peers:
-        runs[name] = run_peer(name, args.steps, root, bench, work)
-    for name in TF_RUNS:
-        if not only or name in only:
+    # Interleave peers and tuneforge so that a drifting machine load does not favour one side.
+    for name in ORDER:
+        if name in peers:
+            runs[name] = run_peer(name, args.steps, root, bench, work)
+        elif name in TF_RUNS and (not only or name in only):
             runs[name] = run_tuneforge(name, args.steps, model_dir, data_file, work, peak)
 
     with open("/proc/loadavg") as f:
