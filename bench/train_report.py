@@ -44,7 +44,7 @@ def build_report(runs: dict, meta: dict) -> tuple[dict, str]:
     best = _best_lora(runs)
     ratios = []
     for label, ours, peer, metric, target, higher in RATIOS:
-        ours = best if ours == "@best_lora" else ours
+        ours = (best or "tf_lora_packed") if ours == "@best_lora" else ours
         a, b = (runs.get(ours) or {}).get(metric), (runs.get(peer) or {}).get(metric)
         r = round(a / b, 3) if a and b else None
         ok = None if r is None or target is None else (r >= target if higher else r <= target)
