@@ -85,10 +85,14 @@ def test_data_check_reports_counts_and_truncation(tiny_llama, tmp_path):
     assert any("d.jsonl:3" in w for w in stats["warnings"])
 
 
-def test_pickle_only_model_refused(tmp_path):
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "config.json").write_text("{}")
-    (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"x")
+def test_pickle_only_model_refused(tiny_llama, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(tiny_llama, tmp_path / "m")
+    for f in Path(tmp_path / "m").glob("*.safetensors"):
+        f.unlink()
+    (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"never unpickled")
     r = tf("chat", "-m", str(tmp_path / "m"), "-p", "hi")
     assert_one_line_error(r, "safetensors only")
 
