@@ -235,7 +235,7 @@ def _fix_task_paths(cfg: Config, base: Path) -> None:
         for key in ("file", "fewshot_file"):
             p = getattr(t, key)
             if p and not Path(p).is_absolute() and not Path(p).exists() and (base / p).exists():
-                setattr(t, key, str(base / p))
+                setattr(t, key, os.path.normpath(base / p))
 
 
 def load_eval_config(path: str, overrides: list[str]) -> Config:
