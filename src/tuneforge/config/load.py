@@ -111,6 +111,10 @@ def resolve_relative_paths(cfg: Config, config_dir: Path) -> None:
     for spec in [*cfg.data.train, *cfg.data.eval]:
         spec.path = fix(spec.path) or spec.path
     cfg.data.decontaminate_against = [fix(p) or p for p in cfg.data.decontaminate_against]
+    for task in cfg.eval.tasks:
+        task.file = fix(task.file) or task.file
+        if getattr(task, "fewshot_file", None):
+            task.fewshot_file = fix(task.fewshot_file)
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -67,6 +67,10 @@ def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> di
     run = prepare_run_dir(cfg, resume)
     t0 = time.time()
     metrics = stage_fn(cfg.stage)(cfg, run, resume)
+    if cfg.eval.after_train:
+        from tuneforge.eval.run import after_training
+
+        metrics.update(after_training(cfg, run.root))
     metrics["wall_time_s"] = round(time.time() - t0, 2)
     run.write_json("results.json", metrics)
     return {"run_dir": str(run.root), **metrics}

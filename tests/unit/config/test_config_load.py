@@ -79,3 +79,10 @@ def test_builtin_default_config_is_valid():
 
     cfg = load_config(resolve_config_arg(None))
     assert cfg.model.path == "builtin:smollm2" and cfg.method == "lora" and cfg.demo_prompts
+
+
+def test_relative_eval_task_files_resolve_next_to_config(tmp_path):
+    (tmp_path / "t.jsonl").write_text("{}\n")
+    p = write(tmp_path, "eval:\n  tasks:\n    - {file: t.jsonl, preset: mmlu}\n")
+    cfg = load_config(p)
+    assert cfg.eval.tasks[0].file == str(tmp_path / "t.jsonl")
