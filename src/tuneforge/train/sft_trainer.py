@@ -23,6 +23,23 @@ class SFTLossMixin:
         # not divide the loss again by the number of micro-batches: that is what makes the loss token-weighted.
         self.model_accepts_loss_kwargs = True
 
+    def train(self, *args, **kwargs):
+        import gc
+
+        # Everything alive now (libraries, model, data) lives for the whole run: freezing it keeps the collector
+        # (a full gc.collect at train start, periodic collections during training) from re-scanning it.
+        gc.freeze()
+        return super().train(*args, **kwargs)
+
+    def floating_point_ops(self, inputs) -> int:
+        # The Trainer's estimate walks every parameter at every step; the count does not change during training.
+        if not hasattr(self, "_tf_flop_params"):
+            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            self._tf_flop_params = model.num_parameters(exclude_embeddings=True) if hasattr(model, "num_parameters") \
+                else 0
+        ids = inputs.get("input_ids")
+        return 6 * (ids.numel() if ids is not None else 0) * self._tf_flop_params
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         from tuneforge.train.loss import labelled_loss_sum
 
