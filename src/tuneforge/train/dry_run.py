@@ -113,10 +113,9 @@ def dry_run(cfg: Config) -> dict:
     from tuneforge.data.load import load_datasets
     from tuneforge.data.tokenize import tokenize_samples
     from tuneforge.models.adapters import count_parameters
-    from tuneforge.models.load import load_tokenizer
-    from tuneforge.train.sft import build_model, prepare_for_training
+    from tuneforge.train.sft import build_model, load_sft_tokenizer, prepare_for_training
 
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_sft_tokenizer(cfg)  # with the template's special tokens, as training would
     train, _, _ = load_datasets(cfg)
     data = tokenize_samples(train, tokenizer, cfg)
     model = prepare_for_training(build_model(cfg, tokenizer), cfg)
