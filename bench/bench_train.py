@@ -46,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    work = Path(args.out) / f"bench_train-{stamp}"
+    work = Path(args.out) / "tmp" / f"bench_train-{stamp}"  # run dirs, logs, models: git-ignored
     work.mkdir(parents=True, exist_ok=True)
     root, bench = peer_root(), peer_bench_dir()
     model_dir, data_file = ensure_inputs(root, bench)
