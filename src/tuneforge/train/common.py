@@ -96,7 +96,8 @@ def prepare_run_dir(cfg: Config, resume: bool) -> RunDir:
 def set_threads(cfg: Config) -> int:
     import torch
 
-    n = cfg.train.threads or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = cfg.train.threads or usable
     torch.set_num_threads(max(1, int(n or 1)))
     return torch.get_num_threads()
 
