@@ -80,6 +80,7 @@ class LoraConfig(Section):
     dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
     rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
     modules_to_save: list[str] = Field(default_factory=list, description="Extra modules trained fully and saved.")
+    fast_path: bool = Field(True, description="Faster plain-LoRA matmuls on CPU (same math; docs/performance.md).")
 
 
 class FreezeConfig(Section):

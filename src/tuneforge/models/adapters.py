@@ -42,11 +42,20 @@ def apply_lora(model, cfg: Config, task_type: str = "CAUSAL_LM"):
     peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
                           use_dora=lc.dora, use_rslora=lc.rslora, bias="none", task_type=task_type,
                           modules_to_save=lc.modules_to_save or None)
+    if lc.fast_path and not _is_quantized(model):
+        from tuneforge.models.lora_fast import register_fast_lora
+
+        register_fast_lora(peft_cfg)
     try:
         model = get_peft_model(model, peft_cfg)
     except ValueError as e:
         raise ConfigError(f"lora.target: {e}", hint="use all-linear or module names such as q_proj,v_proj") from None
     return model
+
+
+def _is_quantized(model) -> bool:
+    # bitsandbytes' 4/8-bit layers subclass nn.Linear: they must keep peft's own quantized LoRA layers.
+    return bool(getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None))
 
 
 def apply_freeze(model, cfg: Config):
