@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_report import build_report  # noqa: E402
 from train_runs import (PEER_RUNS, TF_RUNS, ensure_inputs, matmul_peak, peer_bench_dir, peer_root,  # noqa: E402
-                        preprocess_times, run_peer, run_tuneforge)
+                        import_floor, preprocess_times, run_peer, run_tuneforge)
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ["trl_lora_nogc", "tf_lora_unpacked", "tf_lora_packed", "lf_lora_packing_nogc", "tf_lora_packed_2k",
@@ -56,6 +56,7 @@ def main() -> None:
 
     peak = matmul_peak(bench, work, args.matmul_seconds)
     prep = preprocess_times(model_dir, data_file, work)
+    floor = import_floor()
     runs: dict[str, dict] = {}
     peers = [] if args.skip_peers else [n for n in PEER_RUNS if not only or n in only]
     if args.reuse_peers:
@@ -72,7 +73,7 @@ def main() -> None:
 
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[:3]
-    meta = {"steps": args.steps, "stamp": stamp, "peak_gflops": peak, "preprocess": prep,
+    meta = {"steps": args.steps, "stamp": stamp, "peak_gflops": peak, "preprocess": prep, "import_floor": floor,
             "loadavg_before": load_before, "loadavg_after": load_after, "cpus": os.cpu_count(),
             "model_dir": str(model_dir), "data": str(data_file)}
     report, markdown = build_report(runs, meta)

@@ -102,4 +102,9 @@ def _markdown(rep: dict) -> str:
     out += ["", f"Preprocessing (load + template + tokenize {p.get('samples')} examples, one process): tuneforge "
             f"cold {p.get('cold_s')} s, from the token cache {p.get('cached_s')} s; peers' `preprocess s` column is "
             "their load+tokenize phase (no cache: LF overwrite_cache, TRL map).", ""]
+    floor, lf = m.get("import_floor") or {}, (runs.get("lf_lora_default") or {}).get("launch_to_first_step_s")
+    if floor.get("best_s"):
+        rel = f" = {floor['best_s'] / lf:.2f}x LF's launch → first step" if lf else ""
+        out += [f"Import floor (a process that only imports {floor['imports']}; best of {len(floor['all_s'])}): "
+                f"{floor['best_s']} s{rel}. No trainer built on these libraries starts faster.", ""]
     return "\n".join(out)

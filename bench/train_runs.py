@@ -112,6 +112,28 @@ def preprocess_times(model_dir: Path, data_file: Path, work: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+IMPORT_FLOOR_SNIPPET = (
+    "import torch, peft\n"
+    "from transformers import AutoModelForCausalLM, Trainer\n"
+    "import transformers.models.llama.modeling_llama\n"
+)
+
+
+def import_floor(repeats: int = 3) -> dict:
+    """Launch -> done for a process that only imports what any transformers+peft trainer must (best of N).
+
+    This is the start-up no training tool built on these libraries can go below; it puts the launch -> first
+    step ratio in context.
+    """
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", IMPORT_FLOOR_SNIPPET], check=True, env=_env())
+        times.append(round(time.perf_counter() - t0, 2))
+    return {"imports": "torch, peft, transformers AutoModelForCausalLM + Trainer + Llama modeling",
+            "best_s": min(times), "all_s": times}
+
+
 def _env() -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}

@@ -56,7 +56,8 @@ def prepared_model(cfg):
     from tuneforge.train.sft import build_model, prepare_for_training
     from tuneforge.models.load import load_tokenizer
 
-    model = prepare_for_training(build_model(cfg, load_tokenizer(cfg.model)), cfg)
+    model, new_ids = build_model(cfg, load_tokenizer(cfg.model))
+    model = prepare_for_training(model, cfg, new_ids)
     model.train()
     return model
 

@@ -96,3 +96,34 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_llama, tmp_path):
     import pytest
 
     assert losses(b) == pytest.approx(losses(a), rel=1e-4)
+
+
+def test_lora_trains_rows_of_new_template_tokens_and_reloads(tiny_llama, tmp_path):
+    """llama3 tokens added to a base model under LoRA: their embedding/head rows train, save and reload."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.config.schema import ModelConfig
+    from tuneforge.models.load import load_model
+
+    run, _ = train(tiny_llama, tmp_path, "data.template=llama3", "method=lora", "train.lr=2e-2",
+                   "train.max_steps=8")
+    tok = AutoTokenizer.from_pretrained(run / "adapter")
+    base_rows = AutoModelForCausalLM.from_pretrained(tiny_llama).get_input_embeddings().weight.shape[0]
+    new_ids = list(range(base_rows, len(tok)))
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    assert eot in new_ids  # a new row, not a re-registered BPE piece
+    cfg = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert cfg["trainable_token_indices"] == {"embed_tokens": new_ids, "lm_head": new_ids}  # untied head too
+    saved = load_file(run / "adapter" / "adapter_model.safetensors")
+    rows = {k: v for k, v in saved.items() if "trainable_tokens" in k}
+    assert len(rows) == 2 and all(v.shape[0] == len(new_ids) for v in rows.values()), list(saved)
+
+    x = torch.tensor([[1, 5, eot, 9]])
+    with torch.no_grad():  # reload twice (fresh random rows each time): the trained rows replace them
+        a = load_model(ModelConfig(path=tiny_llama, adapter=str(run))).eval()(x).logits
+        b = load_model(ModelConfig(path=tiny_llama, adapter=str(run))).eval()(x).logits
+    torch.testing.assert_close(a, b)

@@ -7,10 +7,14 @@ from tuneforge.errors import ConfigError
 from tuneforge.models.registry import arch_info, get_layers
 
 
-def apply_method(model, cfg: Config, task_type: str = "CAUSAL_LM"):
-    """Return the model prepared for cfg.method (a PeftModel for LoRA)."""
+def apply_method(model, cfg: Config, task_type: str = "CAUSAL_LM", new_token_ids: list[int] = ()):
+    """Return the model prepared for cfg.method (a PeftModel for LoRA).
+
+    `new_token_ids`: tokens whose embedding rows were just added (template control tokens); under LoRA their
+    rows are trained (peft trainable tokens), else the model could never learn to read or emit them.
+    """
     if cfg.method == "lora":
-        return apply_lora(model, cfg, task_type)
+        return apply_lora(model, cfg, task_type, new_token_ids)
     if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -34,14 +38,34 @@ def lora_targets(model, target: str | list[str]) -> list[str] | str:
     return "all-linear"  # peft's own rule: every Linear except the output head
 
 
-def apply_lora(model, cfg: Config, task_type: str = "CAUSAL_LM"):
+def new_token_rows(model, modules_to_save: list[str], new_token_ids: list[int]) -> dict[str, list[int]] | None:
+    """peft `trainable_token_indices` for new tokens: input embeddings, plus an untied output head."""
+    if not new_token_ids:
+        return None
+    names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    rows = {}
+    for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+        name = names.get(layer)
+        if layer is None or name is None or name in modules_to_save or name in rows:
+            continue
+        if layer is model.get_output_embeddings() and getattr(model.config, "tie_word_embeddings", False):
+            continue  # tied: peft follows the input embedding's rows
+        rows[name] = list(new_token_ids)
+    return rows or None
+
+
+def apply_lora(model, cfg: Config, task_type: str = "CAUSAL_LM", new_token_ids: list[int] = ()):
     from peft import LoraConfig, get_peft_model
 
     lc = cfg.lora
     targets = lora_targets(model, lc.target)
+    token_rows = new_token_rows(model, lc.modules_to_save, new_token_ids)
     peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
                           use_dora=lc.dora, use_rslora=lc.rslora, bias="none", task_type=task_type,
-                          modules_to_save=lc.modules_to_save or None)
+                          modules_to_save=lc.modules_to_save or None, trainable_token_indices=token_rows)
+    if token_rows:
+        print(f"lora: training the embedding rows of {len(new_token_ids)} new template token(s) in "
+              f"{', '.join(token_rows)} (ids {new_token_ids[0]}..{new_token_ids[-1]})", flush=True)
     if lc.fast_path and not _is_quantized(model):
         from tuneforge.models.lora_fast import register_fast_lora
 

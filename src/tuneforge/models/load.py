@@ -194,6 +194,17 @@ def _save_cache(model, gguf_path: Path, cached: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)  # the cache is an optimisation; never fail loading over it
 
 
+def _grow_vocab_for(model, adapter_dir: Path) -> None:
+    """Give the base model the embedding rows of template tokens added at training time (saved tokenizer)."""
+    if not (adapter_dir / "tokenizer_config.json").exists() or not hasattr(model, "resize_token_embeddings"):
+        return
+    from transformers import AutoTokenizer
+
+    size = len(AutoTokenizer.from_pretrained(str(adapter_dir)))
+    if size > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(size, pad_to_multiple_of=8)  # as train/sft.py:build_model did
+
+
 def attach_adapter(model, adapter_dir: str, trainable: bool = False):
     from peft import PeftModel
 
@@ -204,6 +215,7 @@ def attach_adapter(model, adapter_dir: str, trainable: bool = False):
         raise ModelLoadError(f"no adapter_config.json in '{p}'")
     if not (p / "adapter_model.safetensors").exists():
         raise ModelLoadError(f"no adapter_model.safetensors in '{p}' (pickle adapters are not loaded)")
+    _grow_vocab_for(model, p)
     try:
         return PeftModel.from_pretrained(model, str(p), is_trainable=trainable)
     except Exception as e:

@@ -28,8 +28,11 @@ def generate_reply(model, tokenizer, messages: list[dict], template: str = "auto
 
 
 def _stop_ids(tokenizer) -> list[int]:
+    """eos plus every known template's end-of-turn token that this tokenizer has as one token."""
+    from tuneforge.data.template_specs import TEMPLATES
+
     ids = {tokenizer.eos_token_id}
-    for tok in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
+    for tok in sorted({t.eot for t in TEMPLATES.values() if "{" not in t.eot}):
         tid = tokenizer.convert_tokens_to_ids(tok)
         if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
             ids.add(tid)

@@ -71,6 +71,8 @@ class RichProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
             self._loss = float(logs["loss"])
+            if self.progress is not None:  # the step-end refresh ran before this log: show the loss now
+                self.progress.update(self.task, loss=self._loss)
 
     def on_train_end(self, args, state, control, **kw):
         if self.progress is not None:

@@ -6,6 +6,7 @@ A stage recipe (sft.py, cls.py, ...) builds data and model, then calls `training
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -192,6 +193,7 @@ def make_trainer_class(base):
     return type(f"Tuneforge{base.__name__}", (GuardMixin, base), {})
 
 
+@functools.lru_cache(maxsize=None)
 def _trainer():
     from transformers import Trainer
 

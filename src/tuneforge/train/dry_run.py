@@ -118,7 +118,8 @@ def dry_run(cfg: Config) -> dict:
     tokenizer = load_sft_tokenizer(cfg)  # with the template's special tokens, as training would
     train, _, _ = load_datasets(cfg)
     data = tokenize_samples(train, tokenizer, cfg)
-    model = prepare_for_training(build_model(cfg, tokenizer), cfg)
+    model, new_token_ids = build_model(cfg, tokenizer)
+    model = prepare_for_training(model, cfg, new_token_ids)
     total, trainable = count_parameters(model)
     lengths = data.lengths()
     shape = model_shape(model)

@@ -82,7 +82,8 @@ def _plain_head(model):
     cfg = getattr(base, "config", None)
     quirks = [k for k in ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
               if getattr(cfg, k, None) not in (None, 1, 1.0)]
-    if head is None or getattr(head, "bias", None) is not None or quirks or not hasattr(base, "get_decoder"):
+    plain = type(head) is torch.nn.Linear and head.bias is None  # not a peft wrapper (trainable tokens, ...)
+    if not plain or quirks or not hasattr(base, "get_decoder"):
         raise ConfigError("train.loss_chunk_size: this model's output head is not a plain linear layer"
                           + (f" ({', '.join(quirks)})" if quirks else ""), hint="set train.loss_chunk_size=0")
     return base.get_decoder(), head

@@ -20,14 +20,17 @@ def build_data(cfg: Config, tokenizer, run: RunDir):
 
 
 def build_model(cfg: Config, tokenizer):
+    """(model, ids of tokens that got new embedding rows): template tokens the base model did not know."""
     from tuneforge.models.load import load_model
 
     model = load_model(cfg.model, apply_adapter=False)
     model.config.use_cache = False
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    rows = model.get_input_embeddings().weight.shape[0]
+    new_ids = list(range(rows, len(tokenizer)))
+    if new_ids:
         # Template tokens added by `load_sft_tokenizer` (e.g. <|im_end|> on a base model) need embedding rows.
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
-    return model
+    return model, new_ids
 
 
 def load_sft_tokenizer(cfg: Config):
@@ -41,13 +44,13 @@ def load_sft_tokenizer(cfg: Config):
     return tokenizer
 
 
-def prepare_for_training(model, cfg: Config):
+def prepare_for_training(model, cfg: Config, new_token_ids: list[int] = ()):
     from tuneforge.models.adapters import apply_method
     from tuneforge.models.load import attach_adapter
 
     if cfg.model.adapter:  # continue training an existing adapter
         return attach_adapter(model, cfg.model.adapter, trainable=True)
-    model = apply_method(model, cfg)
+    model = apply_method(model, cfg, new_token_ids=new_token_ids)
     if cfg.train.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # frozen embeddings + checkpointing still need grads to flow
     if cfg.data.packing:
@@ -69,9 +72,9 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     data_files = [s.path for s in [*cfg.data.train, *cfg.data.eval]]
     run.write_json("env.json", environment.collect(data_files, cfg.train.seed))
 
-    model = build_model(cfg, tokenizer)
+    model, new_token_ids = build_model(cfg, tokenizer)
     before = demo_replies(model, tokenizer, cfg) if cfg.demo_prompts and not resume else None
-    model = prepare_for_training(model, cfg)
+    model = prepare_for_training(model, cfg, new_token_ids)
 
     trainer = sft_trainer(
         cfg,
