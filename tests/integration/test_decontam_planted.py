@@ -22,9 +22,7 @@ import pytest
 
 from tuneforge.data.decontam import decontaminate_records
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+from shared_paths import DATA  # noqa: E402
 BENCH = {"mmlu": DATA / "mmlu/test_dev_subset.jsonl", "gsm8k": DATA / "gsm8k/test_dev_subset.jsonl",
          "truthfulqa": DATA / "truthfulqa/truthfulqa_dev_subset.jsonl"}
 

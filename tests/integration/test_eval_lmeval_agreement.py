@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "eval"))
 
 from tiny_lm import build_tiny_llama  # noqa: E402
 
-DATA = Path("/work/shared/data")
+from shared_paths import DATA  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not DATA.exists(), reason="shared benchmark data not present")]
 lm_eval = pytest.importorskip("lm_eval")
 

@@ -13,7 +13,9 @@ import pytest
 from tuneforge.config.load import load_config
 from tuneforge.train.run import run_training
 
-SST2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "sst2"
+from shared_paths import DATA  # noqa: E402
+
+SST2 = DATA / "sst2"
 N_TRAIN, N_EVAL = 384, 200
 
 pytestmark = [

@@ -11,9 +11,7 @@ from tuneforge.data.qa_fields import FieldSpec, detect_layout, extract_qa, norma
 from tuneforge.data.readers import Row, read_rows
 from tuneforge.errors import DataError
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"  # ../shared/data beside the repo
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+from shared_paths import DATA  # noqa: E402
 
 
 def row(data: dict, line: int = 1, file: str = "f.jsonl") -> Row:

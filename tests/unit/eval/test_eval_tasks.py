@@ -7,7 +7,7 @@ from tuneforge.config.evaluation import EvalTaskConfig
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.tasks import get_field, load_samples, render, resolve_task
 
-DATA = Path("/work/shared/data")
+from shared_paths import DATA  # noqa: E402
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared benchmark data not present")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-DATA = Path("/work/shared/data")
+from shared_paths import DATA  # noqa: E402
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}{{ 'Human: ' + m['content'] + eos_token + '\\nAssistant:' }}"
     "{% elif m['role'] == 'assistant' %}{{ m['content'] + eos_token + '\\n' }}{% else %}{{ m['content'] + '\\n' }}"

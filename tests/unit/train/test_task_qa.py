@@ -60,7 +60,9 @@ def test_windows_without_the_answer_point_at_cls(tmp_path):
 def test_real_shared_squad_files_agree():
     import os
 
-    base = os.path.join(os.path.dirname(__file__), "../../../../shared/data/squad_v2_subset")
+    from shared_paths import DATA
+
+    base = str(DATA / "squad_v2_subset")
     if not os.path.isdir(base):
         pytest.skip("shared data not present")
     flat = qa_examples(load_rows([spec(f"{base}/squad_v2_shared.jsonl")]), TaskConfig())
