@@ -47,3 +47,12 @@ def test_hints_point_at_the_memory_options():
     text = " ".join(hints(c, m, big, 8192, 2))
     assert "gradient_checkpointing" in text and "loss_chunk_size" in text and "packing" in text
     assert hints(cfg(data__packing=True), mem(cfg(data__packing=True)), SHAPE, 1320, 4) == []
+
+
+def test_backward_working_set_counts_once_more_the_activations():
+    m = mem(cfg())
+    assert m["backward_working_set"] == m["activations"]
+    ck = mem(cfg(train__gradient_checkpointing=True))
+    assert ck["backward_working_set"] < m["backward_working_set"] / 3
+    parts = sum(v for k, v in m.items() if k != "estimated_peak")
+    assert abs(m["estimated_peak"] - parts) < 1
