@@ -20,6 +20,17 @@ def test_lora_dora_rslora_flags(tiny_llama):
     assert set(pc.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
+def test_lora_fast_path_switch(tiny_llama):
+    from tuneforge.models.lora_fast import FastLoraLinear
+
+    def kinds(overrides):
+        m = apply_method(model(tiny_llama), load_config(None, overrides))
+        return {type(mod) is FastLoraLinear for name, mod in m.named_modules() if name.endswith("q_proj")}
+
+    assert kinds([]) == {True}
+    assert kinds(["lora.fast_path=false"]) == {False}
+
+
 def test_lora_explicit_targets(tiny_llama):
     m = apply_method(model(tiny_llama), load_config(None, ["lora.target=q_proj,v_proj"]))
     assert set(m.peft_config["default"].target_modules) == {"q_proj", "v_proj"}
