@@ -7,6 +7,9 @@ dense block-diagonal mask, but on CPU a dense (T x T) masked SDPA costs far more
 segment gets its own causal SDPA call on a `split` view of q/k/v, so the work is sum(len_i^2), not T^2, and the
 fast fused CPU kernel (is_causal, no mask) is used. `split` (not slicing) keeps the backward linear in T.
 
+A layer's sliding window (Mistral, Qwen2, Gemma 2/3) and logit soft-capping (Gemma 2) are applied inside each
+segment (a band mask, or eager math for soft-capping), so the packed result equals each sample run alone.
+
 Segments come from `cu_seq_lens_q` when the collator provides it (flash-attention convention), else from
 `position_ids` restarting. Anything that is not a packed training forward (a padding mask, decoding with a cache)
 falls back to transformers' own SDPA path, so a model left on this implementation still generates correctly.
@@ -57,6 +60,31 @@ def _row_segments(kwargs: dict, batch: int, q_len: int) -> list[list[int]] | Non
     return rows if any(len(r) > 1 for r in rows) else None
 
 
+def _segment_attention(q, k, v, dropout: float, scaling, window: int | None, softcap: float | None):
+    """Causal attention inside one sample, honouring the layer's sliding window and logit soft-capping."""
+    gqa = q.shape[1] != k.shape[1]
+    n = q.shape[2]
+    windowed = bool(window) and n > window
+    if not softcap and not windowed:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True,
+                                              enable_gqa=gqa)
+    i = torch.arange(n, device=q.device)
+    allowed = i[None, :] <= i[:, None]
+    if windowed:  # transformers' rule: key j is visible from query i when i - j < window
+        allowed &= (i[:, None] - i[None, :]) < window
+    if not softcap:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling,
+                                              enable_gqa=gqa)
+    # Soft-capping (Gemma 2) changes the logits before softmax, which SDPA cannot do: eager math per sample.
+    if gqa:
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    scores = (q @ k.transpose(-1, -2)) * (scaling if scaling is not None else q.shape[-1] ** -0.5)
+    scores = torch.tanh(scores / softcap) * softcap
+    probs = scores.masked_fill(~allowed, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype)
+    return F.dropout(probs, p=dropout, training=dropout > 0) @ v
+
+
 def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                         is_causal=None, **kwargs):
     """Attention function with the `AttentionInterface` signature; q/k/v are (batch, heads, tokens, head_dim)."""
@@ -70,11 +98,10 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout: floa
     if rows is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
-    gqa = query.shape[1] != key.shape[1]
+    window, softcap = kwargs.get("sliding_window"), kwargs.get("softcap")
     out_rows = []
     for lens, q_row, k_row, v_row in zip(rows, query.split(1), key.split(1), value.split(1)):
-        outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True,
-                                               enable_gqa=gqa)
+        outs = [_segment_attention(q, k, v, dropout, scaling, window, softcap)
                 for q, k, v in zip(q_row.split(lens, dim=2), k_row.split(lens, dim=2), v_row.split(lens, dim=2))]
         out_rows.append(torch.cat(outs, dim=2) if len(outs) > 1 else outs[0])
     out = torch.cat(out_rows, dim=0) if batch > 1 else out_rows[0]

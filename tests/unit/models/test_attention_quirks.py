@@ -1,0 +1,37 @@
+"""Packed rows through tuneforge_varlen equal each sample run alone, also for sliding-window and soft-capped layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tuneforge.models.attention import NAME, use_varlen_attention
+
+
+def _tiny(kind: str):
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, \
+        MistralForCausalLM
+
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, max_position_embeddings=64)
+    torch.manual_seed(0)
+    if kind == "mistral":  # every layer slides over 5 tokens
+        return MistralForCausalLM(MistralConfig(sliding_window=5, **common))
+    if kind == "gemma2":  # soft-capped logits, alternating sliding (window 5) and global layers
+        return Gemma2ForCausalLM(Gemma2Config(sliding_window=5, attn_logit_softcapping=2.0,
+                                              final_logit_softcapping=None, query_pre_attn_scalar=8, **common))
+    return LlamaForCausalLM(LlamaConfig(**common))
+
+
+@pytest.mark.parametrize("kind", ["llama", "mistral", "gemma2"])
+def test_packed_equals_alone(kind):
+    model = _tiny(kind).eval()
+    lens = [12, 3, 9]  # longer and shorter than the window
+    torch.manual_seed(1)
+    samples = [torch.randint(1, 64, (1, n)) for n in lens]
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=s).logits for s in samples], dim=1)  # the model's own attention
+        assert use_varlen_attention(model) and model.config._attn_implementation == NAME
+        packed = model(input_ids=torch.cat(samples, dim=1),
+                       position_ids=torch.cat([torch.arange(n) for n in lens])[None]).logits
+    torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-4)
