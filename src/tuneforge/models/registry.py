@@ -48,3 +48,29 @@ def get_layers(model):
         if obj is not None and hasattr(obj, "__len__"):
             return path, obj
     return None, None
+
+
+# Padding-free packing isolates samples inside attention only. Token mixers that carry state along the sequence
+# (recurrent / state-space / convolution / linear-attention layers) and attention sinks would still let one
+# packed sample see the previous one, so packing is refused for them.
+STATEFUL_MIXER_MODELS = frozenset({
+    "mamba", "mamba2", "falcon_mamba", "rwkv", "jamba", "zamba", "zamba2", "bamba", "falcon_h1", "recurrent_gemma",
+    "lfm2", "lfm2_moe", "nemotron_h", "granitemoehybrid", "qwen3_next", "xlstm", "minimax", "plamo2",
+})
+PACKABLE_LAYER_TYPES = frozenset({"full_attention", "sliding_attention"})
+
+
+def packing_blockers(model) -> list[str]:
+    """Reasons why padding-free packing would leak between samples in `model` (empty when it is safe)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base.config, "text_config", None) or base.config
+    reasons = []
+    model_type = getattr(config, "model_type", "")
+    if model_type in STATEFUL_MIXER_MODELS:
+        reasons.append(f"'{model_type}' has recurrent/state-space layers")
+    other = sorted({t for t in (getattr(config, "layer_types", None) or []) if t not in PACKABLE_LAYER_TYPES})
+    if other:
+        reasons.append(f"layer types {', '.join(other)}")
+    if any(getattr(m, "sinks", None) is not None for m in base.modules()):
+        reasons.append("attention sinks")
+    return reasons

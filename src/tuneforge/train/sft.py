@@ -54,7 +54,14 @@ def prepare_for_training(model, cfg: Config, new_token_ids: list[int] = ()):
     if cfg.train.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # frozen embeddings + checkpointing still need grads to flow
     if cfg.data.packing:
+        from tuneforge.errors import ConfigError
         from tuneforge.models.attention import use_varlen_attention
+        from tuneforge.models.registry import packing_blockers
+
+        blockers = packing_blockers(model)
+        if blockers:
+            raise ConfigError(f"data.packing: samples would see each other in this model ({'; '.join(blockers)})",
+                              hint="set data.packing=false")
 
         use_varlen_attention(model)  # per-sample attention inside packed rows (else the slower dense-mask path)
     return model

@@ -35,3 +35,38 @@ def test_packed_equals_alone(kind):
         packed = model(input_ids=torch.cat(samples, dim=1),
                        position_ids=torch.cat([torch.arange(n) for n in lens])[None]).logits
     torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_packing_is_refused_where_samples_would_leak():
+    from types import SimpleNamespace
+
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from tuneforge.models.registry import packing_blockers
+
+    assert packing_blockers(_tiny("gemma2")) == []  # sliding + full attention: safe
+    mamba = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, state_size=4))
+    assert "recurrent" in " ".join(packing_blockers(mamba))
+
+    class Stub(torch.nn.Module):
+        def __init__(self, layer_types, sinks=None):
+            super().__init__()
+            self.config = SimpleNamespace(model_type="x", layer_types=layer_types)
+            self.attn = torch.nn.Module()
+            self.attn.sinks = sinks
+
+    assert packing_blockers(Stub(["full_attention", "linear_attention"])) == ["layer types linear_attention"]
+    assert packing_blockers(Stub(["full_attention"], sinks=torch.nn.Parameter(torch.zeros(2)))) == ["attention sinks"]
+
+
+def test_sft_refuses_packing_for_a_recurrent_model(tmp_path):
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from tuneforge.config import load_config
+    from tuneforge.errors import ConfigError
+    from tuneforge.train.sft import prepare_for_training
+
+    mamba = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, state_size=4))
+    with pytest.raises(ConfigError, match="data.packing: samples would see each other"):
+        prepare_for_training(mamba, load_config(None, ["method=full", "data.packing=true"]))
+    prepare_for_training(mamba, load_config(None, ["method=full", "data.packing=false"]))  # unpacked is fine
