@@ -156,7 +156,7 @@ def _config(method: str, overrides: dict, model_dir: Path, data_file: Path, step
     base = {
         "stage": "sft", "method": method,
         "model": {"path": str(model_dir), "dtype": "float32"},
-        "data": {"train": str(data_file), "template": "default", "cutoff_len": 512,
+        "data": {"train": str(data_file), "template": "default", "cutoff_len": 512, "packing": False,
                  "cache_dir": str(out_dir.parent / "tf_cache")},
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target": "all-linear"},
         "train": {"lr": 2.0e-4, "batch_size": 4, "grad_accum": 1, "max_steps": steps, "scheduler": "cosine",

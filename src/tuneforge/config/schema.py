@@ -61,7 +61,9 @@ class DataConfig(Section):
     mask_history: bool = Field(False, description="Train only on the last assistant turn of multi-turn samples.")
     max_samples: int | None = Field(None, gt=0, description="Cap on the mixed training set size.")
     mix_seed: int = Field(0, description="Seed for mixing / eval split.")
-    packing: bool = Field(False, description="Padding-free batches: samples back to back in one row, never attending to each other.")
+    packing: bool | Literal["auto"] = Field(
+        "auto", description="Padding-free batches: samples back to back in one row, never attending to each other "
+        "(auto: on for sft/pt when the model supports per-sample attention, else padded).")
     cache_dir: str | None = Field(None, description="Tokenized-data cache dir (default ~/.cache/tuneforge/data).")
     decontaminate_against: list[str] = Field(default_factory=list,
                                              description="Benchmark files to decontaminate training data against.")

@@ -49,22 +49,35 @@ def prepare_for_training(model, cfg: Config, new_token_ids: list[int] = ()):
     from tuneforge.models.load import attach_adapter
 
     if cfg.model.adapter:  # continue training an existing adapter
-        return attach_adapter(model, cfg.model.adapter, trainable=True)
-    model = apply_method(model, cfg, new_token_ids=new_token_ids)
+        model = attach_adapter(model, cfg.model.adapter, trainable=True)
+    else:
+        model = apply_method(model, cfg, new_token_ids=new_token_ids)
     if cfg.train.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # frozen embeddings + checkpointing still need grads to flow
     if cfg.data.packing:
-        from tuneforge.errors import ConfigError
-        from tuneforge.models.attention import use_varlen_attention
-        from tuneforge.models.registry import packing_blockers
-
-        blockers = packing_blockers(model)
-        if blockers:
-            raise ConfigError(f"data.packing: samples would see each other in this model ({'; '.join(blockers)})",
-                              hint="set data.packing=false")
-
-        use_varlen_attention(model)  # per-sample attention inside packed rows (else the slower dense-mask path)
+        cfg.data.packing = _switch_to_packing(model, explicit=cfg.data.packing is True)
     return model
+
+
+def _switch_to_packing(model, explicit: bool) -> bool:
+    """Per-sample attention for packed rows; False (padded batches) where `auto` packing is not possible."""
+    from tuneforge.errors import ConfigError
+    from tuneforge.models.attention import use_varlen_attention
+    from tuneforge.models.registry import packing_blockers
+
+    blockers = packing_blockers(model)
+    if blockers and explicit:
+        raise ConfigError(f"data.packing: samples would see each other in this model ({'; '.join(blockers)})",
+                          hint="set data.packing=false")
+    if blockers:
+        print(f"data.packing=auto: padded batches ({'; '.join(blockers)})", flush=True)
+        return False
+    if use_varlen_attention(model):  # per-sample attention inside packed rows
+        return True
+    if explicit:  # still isolated: transformers derives a block-diagonal mask from the position ids (slower)
+        return True
+    print("data.packing=auto: padded batches (this model cannot switch to per-sample attention)", flush=True)
+    return False
 
 
 def run(cfg: Config, run: RunDir, resume: bool) -> dict:

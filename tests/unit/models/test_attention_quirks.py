@@ -70,3 +70,16 @@ def test_sft_refuses_packing_for_a_recurrent_model(tmp_path):
     with pytest.raises(ConfigError, match="data.packing: samples would see each other"):
         prepare_for_training(mamba, load_config(None, ["method=full", "data.packing=true"]))
     prepare_for_training(mamba, load_config(None, ["method=full", "data.packing=false"]))  # unpacked is fine
+    auto = load_config(None, ["method=full"])
+    assert auto.data.packing == "auto"
+    prepare_for_training(mamba, auto)
+    assert auto.data.packing is False  # auto falls back to padded batches
+
+
+def test_auto_packing_switches_a_llama_to_per_sample_attention():
+    from tuneforge.config import load_config
+    from tuneforge.train.sft import prepare_for_training
+
+    cfg = load_config(None, ["method=full"])
+    model = prepare_for_training(_tiny("llama"), cfg)
+    assert cfg.data.packing is True and model.config._attn_implementation == NAME

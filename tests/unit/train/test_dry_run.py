@@ -22,7 +22,7 @@ def cfg(**train) -> Config:
 def test_micro_batch_tokens_follow_the_batching_mode():
     p95 = int(np.percentile(LENGTHS, 95))
     assert micro_batch_tokens(cfg(data__packing=True), LENGTHS)[0] == 4 * p95
-    assert micro_batch_tokens(cfg(), LENGTHS)[0] == 4 * (-(-p95 // 8) * 8)
+    assert micro_batch_tokens(cfg(data__packing=False), LENGTHS)[0] == 4 * (-(-p95 // 8) * 8)
     assert micro_batch_tokens(cfg(train__batch_tokens=2048), LENGTHS)[0] == 2048
 
 
@@ -42,7 +42,7 @@ def test_estimate_reacts_to_checkpointing_chunked_loss_and_full_training():
 
 def test_hints_point_at_the_memory_options():
     big = Shape(hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=8, head_dim=128, vocab=128256)
-    c = cfg()
+    c = cfg(data__packing=False)
     m = estimate_memory(big, 8_000_000_000, 20_000_000, 2, 8192, 0.5, c, resident_mib=16000.0)
     text = " ".join(hints(c, m, big, 8192, 2))
     assert "gradient_checkpointing" in text and "loss_chunk_size" in text and "packing" in text
