@@ -1,5 +1,6 @@
 """Tiny-model training runs through the real recipe: the loss must fall, and the run dir must be complete."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ def test_llama_methods_learn(tiny_llama, tmp_path, method):
     assert sum(ls[-5:]) / 5 < 0.7 * sum(ls[:3]) / 3, ls
     for name in ("config.yaml", "env.json", "metrics.jsonl", "plots/loss.png", "data_report.json", "results.json"):
         assert (run / name).exists(), name
+    assert json.loads((run / "results.json").read_text())["packing"] is True  # auto, resolved for a Llama
     final = run / ("adapter" if method == "lora" else "model")
     assert any(final.glob("*.safetensors")) and not list(final.glob("*.bin"))
 

@@ -106,6 +106,7 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
         callbacks=callbacks(cfg, run),
     )
     metrics = fit(trainer, run, resume)
+    metrics["packing"] = cfg.data.packing  # as resolved for this model (`auto` -> true/false)
     if eval_data is not None:
         metrics.update(trainer.evaluate())
     save_final(trainer.model, tokenizer, run, cfg)
