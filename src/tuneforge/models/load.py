@@ -194,15 +194,26 @@ def _save_cache(model, gguf_path: Path, cached: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)  # the cache is an optimisation; never fail loading over it
 
 
+def grow_vocab(model, size: int) -> list[int]:
+    """Add embedding rows up to `size` tokens (rounded up to a multiple of 8); returns the ids that got new rows.
+
+    Training (template tokens a base model lacks) and loading an adapter trained that way both go through here,
+    so the base model gets the same shape in both.
+    """
+    rows = model.get_input_embeddings().weight.shape[0]
+    new_ids = list(range(rows, size))
+    if new_ids:
+        model.resize_token_embeddings(size, pad_to_multiple_of=8)
+    return new_ids
+
+
 def _grow_vocab_for(model, adapter_dir: Path) -> None:
     """Give the base model the embedding rows of template tokens added at training time (saved tokenizer)."""
     if not (adapter_dir / "tokenizer_config.json").exists() or not hasattr(model, "resize_token_embeddings"):
         return
     from transformers import AutoTokenizer
 
-    size = len(AutoTokenizer.from_pretrained(str(adapter_dir)))
-    if size > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(size, pad_to_multiple_of=8)  # as train/sft.py:build_model did
+    grow_vocab(model, len(AutoTokenizer.from_pretrained(str(adapter_dir))))
 
 
 def attach_adapter(model, adapter_dir: str, trainable: bool = False):

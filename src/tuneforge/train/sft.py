@@ -21,16 +21,12 @@ def build_data(cfg: Config, tokenizer, run: RunDir):
 
 def build_model(cfg: Config, tokenizer):
     """(model, ids of tokens that got new embedding rows): template tokens the base model did not know."""
-    from tuneforge.models.load import load_model
+    from tuneforge.models.load import grow_vocab, load_model
 
     model = load_model(cfg.model, apply_adapter=False)
     model.config.use_cache = False
-    rows = model.get_input_embeddings().weight.shape[0]
-    new_ids = list(range(rows, len(tokenizer)))
-    if new_ids:
-        # Template tokens added by `load_sft_tokenizer` (e.g. <|im_end|> on a base model) need embedding rows.
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
-    return model, new_ids
+    # Template tokens added by `load_sft_tokenizer` (e.g. <|im_end|> on a base model) need embedding rows.
+    return model, grow_vocab(model, len(tokenizer))
 
 
 def load_sft_tokenizer(cfg: Config):
