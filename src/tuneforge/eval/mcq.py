@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tuneforge.eval.tasks import McqSample
+from tuneforge.models.registry import base_model
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class McqScorer:
         self.batch_size = batch_size
         self.max_length = resolve_max_length(model, tokenizer, max_length)
         self.mode = mode
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base = base_model(model)
         self._keep_kw = "logits_to_keep" in inspect.signature(base.forward).parameters
         if mode == "auto" and getattr(getattr(base, "config", None), "_attn_implementation", "") in {
                 "flash_attention_2", "flash_attention_3"}:

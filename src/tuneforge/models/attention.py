@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tuneforge.models.registry import base_model
+
 NAME = "tuneforge_varlen"
 _registered = False
 
@@ -140,7 +142,7 @@ def use_varlen_attention(model) -> bool:
     A model that cannot switch still trains packed batches correctly: transformers derives a block-diagonal mask
     from the restarting position_ids (slower, same result).
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     if not hasattr(base, "set_attn_implementation"):
         return False
     register()

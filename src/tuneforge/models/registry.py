@@ -32,9 +32,14 @@ def arch_info(model_type: str) -> ArchInfo | None:
     return ARCHS.get(model_type)
 
 
+def base_model(model):
+    """The transformers model inside a peft wrapper (the model itself when it is not wrapped)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def get_layers(model):
     """The repeated block list of a model (for freeze tuning), found via the registry or common fallbacks."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     info = arch_info(getattr(base.config, "model_type", ""))
     candidates = [info.layers] if info else []
     candidates += ["model.layers", "model.model.layers", "transformer.h", "encoder.layer", "bert.encoder.layer",
@@ -62,7 +67,7 @@ PACKABLE_LAYER_TYPES = frozenset({"full_attention", "sliding_attention"})
 
 def packing_blockers(model) -> list[str]:
     """Reasons why padding-free packing would leak between samples in `model` (empty when it is safe)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     config = getattr(base.config, "text_config", None) or base.config
     reasons = []
     model_type = getattr(config, "model_type", "")

@@ -2,8 +2,9 @@
 
 The estimate starts from what this process holds after loading data and model (libraries + weights + data,
 measured), then adds what training will allocate: gradients, AdamW moments, activations saved for backward, the
-backward pass's working set and the output-head logits. Activations follow a Llama-style block in the model's dtype; the micro-batch is sized as
-training will size it (padded rows, a packed row, or a token budget) at the 95th-percentile sample length.
+backward pass's working set and the output-head logits. Activations follow a Llama-style block in the model's
+dtype; the micro-batch is sized as training will size it (padded rows, a packed row, or a token budget) at the
+95th-percentile sample length.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuneforge.config.schema import Config
+from tuneforge.models.registry import base_model
 
 MIB = 1 << 20
 
@@ -30,7 +32,7 @@ class Shape:
 
 
 def model_shape(model) -> Shape:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     c = base.config
     c = getattr(c, "text_config", None) or c
     hidden = getattr(c, "hidden_size", 0) or 0

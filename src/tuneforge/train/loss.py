@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tuneforge.errors import ConfigError
+from tuneforge.models.registry import base_model
 
 IGNORE = -100
 
@@ -72,7 +73,7 @@ def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, tar
 
 def _unwrap(model):
     model = getattr(model, "module", model)  # DDP / accelerate wrappers
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base_model(model)
 
 
 def _plain_head(model):

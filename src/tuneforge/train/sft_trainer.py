@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from tuneforge.config.schema import Config
+from tuneforge.models.registry import base_model
 
 
 class SFTLossMixin:
@@ -34,7 +35,7 @@ class SFTLossMixin:
     def floating_point_ops(self, inputs) -> int:
         # The Trainer's estimate walks every parameter at every step; the count does not change during training.
         if not hasattr(self, "_tf_flop_params"):
-            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            model = base_model(self.model)
             self._tf_flop_params = model.num_parameters(exclude_embeddings=True) if hasattr(model, "num_parameters") \
                 else 0
         ids = inputs.get("input_ids")
