@@ -73,6 +73,15 @@ class DataConfig(Section):
     def _listify(cls, v: Any) -> Any:
         return [v] if isinstance(v, (str, dict)) else v
 
+    @field_validator("packing", mode="before")
+    @classmethod
+    def _packing_choice(cls, v: Any) -> Any:
+        # One readable message instead of pydantic's per-union-member errors.
+        if isinstance(v, str) and v != "auto" and v.strip().lower() not in {"true", "false", "yes", "no", "on", "off",
+                                                                             "1", "0", "t", "f", "y", "n"}:
+            raise ValueError("must be true, false or auto")
+        return v
+
 
 class LoraConfig(Section):
     r: int = Field(8, gt=0, description="LoRA rank.")

@@ -86,3 +86,14 @@ def test_relative_eval_task_files_resolve_next_to_config(tmp_path):
     p = write(tmp_path, "eval:\n  tasks:\n    - {file: t.jsonl, preset: mmlu}\n")
     cfg = load_config(p)
     assert cfg.eval.tasks[0].file == str(tmp_path / "t.jsonl")
+
+
+def test_packing_accepts_true_false_auto_and_names_the_key_otherwise(tmp_path):
+    assert load_config(None, []).data.packing == "auto"
+    assert load_config(None, ["data.packing=true"]).data.packing is True
+    assert load_config(None, ["data.packing=off"]).data.packing is False
+    with pytest.raises(ConfigError, match=r"'data\.packing'.*must be true, false or auto.*got 'maybe'"):
+        load_config(None, ["data.packing=maybe"])
+    p = write(tmp_path, "data:\n  packing: sometimes\n")
+    with pytest.raises(ConfigError, match=r"data\.packing.*sometimes"):
+        load_config(p)
