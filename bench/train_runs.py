@@ -90,10 +90,10 @@ cfg = load_config(sys.argv[1], ["data.cache_dir=" + tempfile.mkdtemp()])
 tok = load_tokenizer(cfg.model)
 t1 = time.perf_counter()
 samples, _, _ = load_datasets(cfg)
-data = tokenize_samples(samples, tok, cfg, use_cache=True)
+data = tokenize_samples(samples, tok, cfg.data, use_cache=True)
 t2 = time.perf_counter()
 samples, _, _ = load_datasets(cfg)
-again = tokenize_samples(samples, tok, cfg, use_cache=True)
+again = tokenize_samples(samples, tok, cfg.data, use_cache=True)
 t3 = time.perf_counter()
 print(json.dumps({"imports_and_tokenizer_s": round(t1 - t0, 3), "cold_s": round(t2 - t1, 3),
                   "cached_s": round(t3 - t2, 3), "cache": again.stats.get("cache"), "samples": len(data),

@@ -127,9 +127,10 @@ def test_train_then_compare_base_vs_tuned(tmp_path, tiny, files):
     # eval.after_train: the hook `tuneforge train` calls at the end
     from tuneforge.config import load_config
     from tuneforge.eval.run import after_training
+    from tuneforge.runs import RunDir
 
     on = load_config(cfg, ["eval.after_train=true"])
-    metrics = after_training(on, run, log=lambda m: None)
+    metrics = after_training(on, RunDir(run), log=lambda m: None)
     assert set(metrics) == {"eval/numbers/acc", "eval/numbers/acc_norm", "eval/math/accuracy"}
     assert metrics["eval/numbers/acc"] == tuned["tasks"]["numbers"]["metrics"]["acc"]
     # unchanged inputs: results are reused, not recomputed
@@ -141,9 +142,10 @@ def test_train_then_compare_base_vs_tuned(tmp_path, tiny, files):
 def test_after_training_hook(tmp_path, tiny, files):
     from tuneforge.config import load_config
     from tuneforge.eval.run import after_training
+    from tuneforge.runs import RunDir
 
     cfg = load_config(_config(tmp_path, tiny, files))
-    assert after_training(cfg, tmp_path / "nowhere") == {}  # eval.after_train is off by default
+    assert after_training(cfg, RunDir(tmp_path / "nowhere")) == {}  # eval.after_train is off by default
 
 
 def test_merged_model_run_scores_like_base_plus_adapter(tmp_path, tiny, files):

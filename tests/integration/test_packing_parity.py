@@ -48,16 +48,16 @@ def tokenized(cfg, n: int):
 
     tok = load_tokenizer(cfg.model)
     samples, _, _ = load_datasets(cfg)
-    data = tokenize_samples(samples, tok, cfg, use_cache=False)
+    data = tokenize_samples(samples, tok, cfg.data, use_cache=False)
     return [data[i] for i in range(n)]
 
 
 def prepared_model(cfg):
-    from tuneforge.train.sft import build_model, prepare_for_training
+    from tuneforge.train.sft import STAGE
     from tuneforge.models.load import load_tokenizer
 
-    model, new_ids = build_model(cfg, load_tokenizer(cfg.model))
-    model = prepare_for_training(model, cfg, new_ids)
+    model, new_ids = STAGE.build_model(cfg, load_tokenizer(cfg.model))
+    model, _ = STAGE.prepare_model(model, cfg, new_ids)
     model.train()
     return model
 

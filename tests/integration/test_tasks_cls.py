@@ -85,7 +85,7 @@ def test_lora_from_same_config_trains_adapter_and_head(tmp_path, sentiment):
 def test_features_from_same_config(tmp_path, sentiment):
     out = run_training(cls_cfg(tmp_path, tiny_bert(), *sentiment, "method=features", "task.head=logreg"))
     assert out["eval_accuracy"] >= 0.8, out
-    from tuneforge.train.features import FeatureClassifier
+    from tuneforge.models.heads import FeatureClassifier
 
     clf = FeatureClassifier(Path(out["run_dir"]) / "features_head")
     assert set(clf.predict(["the movie was great", "awful plot"])) <= {"negative", "positive"}

@@ -77,13 +77,19 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+# A run's config.yaml records its runtime decisions under this key; reading that file back as a config ignores it.
+RESOLVED_KEY = "resolved"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict | None = None) -> Config:
     """Build a validated Config from an optional YAML file, an optional base dict and CLI overrides."""
     tree: dict = dict(base or {})
     source = "config"
     if path is not None:
-        tree = deep_merge(tree, read_yaml(path))
+        from_file = read_yaml(path)
+        from_file.pop(RESOLVED_KEY, None)
+        tree = deep_merge(tree, from_file)
         source = str(path)
         tree.setdefault("_config_dir", str(Path(path).resolve().parent))
     tree = deep_merge(tree, parse_overrides(overrides or []))

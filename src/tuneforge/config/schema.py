@@ -132,11 +132,9 @@ class OutputConfig(Section):
     save_merged: bool = Field(False, description="Also save a merged (adapter folded in) model.")
 
 
-Stage = Literal["pt", "sft", "cls", "qa", "seq2seq"]
-
-
 class Config(Section):
-    stage: Stage = Field("sft", description="Training stage / task recipe.")
+    stage: str = Field("sft", description="Training stage: pt | sft | cls | qa | seq2seq (the stage table, "
+                       "train/stages.py, checks the name and which methods apply).")
     method: Literal["lora", "full", "freeze", "features"] = Field(
         "lora", description="What to train: LoRA adapters, all weights, the last layers, or a head on frozen features.")
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -66,8 +66,8 @@ class PackedCollator:
         }
 
 
-def make_collator(cfg, tokenizer):
-    """The collator a config asks for: padding-free packing when `data.packing`, else right-padding."""
-    if cfg.data.packing:
+def make_collator(packing: bool, tokenizer):
+    """Padding-free packing (as resolved for the model, see `train/sft.py`), else right-padding."""
+    if packing:
         return PackedCollator()
     return PadCollator(pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)

@@ -10,6 +10,7 @@ Formats
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tuneforge.data.readers import Row
 from tuneforge.errors import DataError
@@ -22,6 +23,9 @@ SHAREGPT_DEFAULT_TAGS = {
 }
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
                 "model": "assistant", "system": "system"}
+
+
+SampleKind = Literal["chat", "text"]  # what a stage trains on: conversations, or documents (pre-training)
 
 
 @dataclass
@@ -130,13 +134,15 @@ def check_roles(msgs: list[dict], row: Row) -> None:
         raise DataError("empty assistant response", file=row.file, line=row.line)
 
 
-def to_sample(row: Row, fmt: str, columns: dict[str, str], tags: dict[str, str], stage: str) -> Sample:
-    """Convert one row (already read) into a validated Sample; raise DataError naming file:line."""
+def to_sample(row: Row, fmt: str, columns: dict[str, str], tags: dict[str, str], kind: SampleKind = "chat") -> Sample:
+    """Convert one row (already read) into a validated Sample; raise DataError naming file:line.
+
+    `kind="text"` (pre-training) reads a document from any layout: its text field, else content / output."""
     if fmt == "auto":
         fmt = detect_format(row)
-    if fmt == "text" or stage == "pt":
+    if fmt == "text" or kind == "text":
         key = _col(columns, "text")
-        if stage == "pt" and key not in row.data and fmt != "text":
+        if kind == "text" and key not in row.data and fmt != "text":
             key = next((k for k in ("text", "content", "output") if k in row.data), key)
         text = _text(row, key, True, "the document text")
         if not text.strip():
@@ -152,6 +158,6 @@ def to_sample(row: Row, fmt: str, columns: dict[str, str], tags: dict[str, str],
                           {**SHAREGPT_DEFAULT_TAGS, "role_tag": "role", "content_tag": "content",
                            "user_tag": "user", "assistant_tag": "assistant", **tags})
     else:
-        raise DataError(f"format '{fmt}' is not a chat/text format (stage {stage})", file=row.file, line=row.line)
+        raise DataError(f"format '{fmt}' is not a chat/text format", file=row.file, line=row.line)
     check_roles(msgs, row)
     return Sample(row.file, row.line, messages=msgs)

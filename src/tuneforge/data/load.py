@@ -6,7 +6,8 @@ import random
 from dataclasses import dataclass, field
 
 from tuneforge.config.schema import Config, DatasetSpec
-from tuneforge.data.formats import Sample, to_sample
+from tuneforge.data.decontam import decontaminate_records
+from tuneforge.data.formats import SampleKind, Sample, to_sample
 from tuneforge.data.registry import iter_rows, resolve_spec
 from tuneforge.errors import DataError
 
@@ -28,13 +29,13 @@ class DataReport:
                 "warnings": self.warnings[:50]}
 
 
-def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport) -> list[Sample]:
+def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport, kind: SampleKind = "chat") -> list[Sample]:
     spec = resolve_spec(spec, cfg.data.dataset_dir)
     samples: list[Sample] = []
     for row in iter_rows(spec):
         report.read += 1
         try:
-            samples.append(to_sample(row, spec.format, spec.columns, spec.tags, cfg.stage))
+            samples.append(to_sample(row, spec.format, spec.columns, spec.tags, kind))
         except DataError as e:
             if cfg.data.invalid == "error":
                 raise
@@ -64,22 +65,22 @@ def mix(parts: list[tuple[DatasetSpec, list[Sample]]], seed: int) -> list[Sample
     return out
 
 
-def load_datasets(cfg: Config, report_dir=None) -> tuple[list[Sample], list[Sample], DataReport]:
-    """Train and eval samples for a config, after validation, mixing, max_samples and eval split.
+def load_datasets(cfg: Config, kind: SampleKind = "chat", report_dir=None
+                  ) -> tuple[list[Sample], list[Sample], DataReport]:
+    """Train and eval samples (`kind`: chats or plain text, as the stage needs) after validation, mixing,
+    max_samples and eval split.
 
     `report_dir` (a run dir) receives the decontamination report when `data.decontaminate_against` is set.
     """
     if not cfg.data.train:
         raise DataError("no training data: set data.train to a file, directory or dataset name")
     report = DataReport()
-    train = mix([(s, load_samples(s, cfg, report)) for s in cfg.data.train], cfg.data.mix_seed)
-    evals = [x for s in cfg.data.eval for x in load_samples(s, cfg, report)]
+    train = mix([(s, load_samples(s, cfg, report, kind)) for s in cfg.data.train], cfg.data.mix_seed)
+    evals = [x for s in cfg.data.eval for x in load_samples(s, cfg, report, kind)]
     if cfg.data.max_samples and len(train) > cfg.data.max_samples:
         report.capped += len(train) - cfg.data.max_samples
         train = train[: cfg.data.max_samples]
     if cfg.data.decontaminate_against:
-        from tuneforge.data.decontam import decontaminate_records
-
         before = len(train)
         train, _ = decontaminate_records(train, against=cfg.data.decontaminate_against,
                                          report_dir=f"{report_dir}/decontam" if report_dir else None)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from tuneforge.data.readers import Row
-from tuneforge.data.task_data import column, text_field
+from tuneforge.data.task_rows import column, load_rows, split_holdout, text_field
 from tuneforge.errors import ConfigError, DataError
 
 
@@ -156,8 +156,6 @@ def _check(ex: QAExample, is_impossible: Any) -> None:
 def qa_splits(cfg: Any) -> tuple[list[QAExample], list[QAExample], dict]:
     """(train, eval, report): data.eval when given, else held-out contexts (no paragraph in both splits);
     unanswerable questions dropped unless task.allow_unanswerable."""
-    from tuneforge.data.task_data import load_rows, split_holdout
-
     if not cfg.data.train:
         raise ConfigError("data.train is empty", hint="add data: {train: [path/to/squad.jsonl]}")
     train = qa_examples(load_rows(cfg.data.train), cfg.task)

@@ -1,20 +1,18 @@
-"""Task data for the encoder / seq2seq stages: classification and seq2seq examples, the label map, class balance.
+"""Task data for the classification and seq2seq stages: examples, the label map, class balance.
 
-Rows come from `readers.read_rows`, so every error names the file and line. Field names are resolved per dataset in
-this order: the dataset's `columns` map (canonical name → file column), the `task.*_column` setting, then the usual
-names (see `TEXT_CANDIDATES`). QA data lives in `data/qa_data.py`.
+Rows come from `data/task_rows.py`, so every error names the file and line (QA data lives in `data/qa_data.py`).
 """
 
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from tuneforge.data.readers import Row, read_rows
+from tuneforge.data.readers import Row
+from tuneforge.data.task_rows import column, text_field
 from tuneforge.errors import ConfigError, DataError
 
 TEXT_CANDIDATES = ("text", "sentence", "sentence1", "content", "review", "premise", "question1", "question",
@@ -22,76 +20,6 @@ TEXT_CANDIDATES = ("text", "sentence", "sentence1", "content", "review", "premis
 PAIR_OF = {"sentence1": "sentence2", "premise": "hypothesis", "question1": "question2"}
 SOURCE_CANDIDATES = ("source", "src", "input", "document", "article", "text")
 TARGET_CANDIDATES = ("target", "tgt", "output", "summary", "highlights", "label_text")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# reading
-def load_rows(specs: Iterable[Any]) -> list[tuple[Row, Any]]:
-    """Rows of every DatasetSpec (capped by its `max_samples`), each paired with its spec."""
-    out: list[tuple[Row, Any]] = []
-    for spec in specs:
-        if not Path(spec.path).exists():
-            raise DataError("data file or directory not found", file=spec.path,
-                            hint="task stages read local json/jsonl/csv/parquet files")
-        n = 0
-        for row in read_rows(spec.path):
-            if spec.max_samples is not None and n >= spec.max_samples:
-                break
-            out.append((row, spec))
-            n += 1
-        if n == 0:
-            raise DataError("no records", file=spec.path)
-    return out
-
-
-def task_splits(cfg: Any) -> tuple[list[tuple[Row, Any]], list[tuple[Row, Any]]]:
-    """(train, eval) rows: data.eval when given, else a seeded `data.eval_split` hold-out of train."""
-    if not cfg.data.train:
-        raise ConfigError("data.train is empty", hint="add data: {train: [path/to/train.jsonl]}")
-    train = load_rows(cfg.data.train)
-    if cfg.data.max_samples:
-        train = train[: cfg.data.max_samples]
-    if cfg.data.eval:
-        evals = load_rows(cfg.data.eval)
-    else:
-        train, evals = split_holdout(train, cfg.data.eval_split, cfg.data.mix_seed)
-    if cfg.task.max_eval_samples:
-        evals = evals[: cfg.task.max_eval_samples]
-    return train, evals
-
-
-def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
-    """Deterministic (train, eval) split of a list; eval gets `fraction` of the items (at least one)."""
-    if not 0 < fraction < 1:
-        return items, []
-    idx = list(range(len(items)))
-    random.Random(seed).shuffle(idx)
-    n_eval = max(1, int(round(len(items) * fraction)))
-    held = set(idx[:n_eval])
-    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
-
-
-def column(row: Row, spec: Any, canonical: str, configured: str | None, candidates: tuple[str, ...] = ()) -> str | None:
-    """The file's column for a canonical field: spec.columns, then the task setting, then the first candidate present."""
-    cols = getattr(spec, "columns", None) or {}
-    if canonical in cols:
-        return cols[canonical]
-    if configured:
-        return configured
-    return next((c for c in candidates if c in row.data), None)
-
-
-def text_field(row: Row, key: str | None, what: str, required: bool = True) -> str | None:
-    """A string field of a row, or a DataError naming file:line and the fields that are there."""
-    val = row.data.get(key) if key else None
-    if val is None:
-        if not required:
-            return None
-        raise DataError(f"missing {what} field '{key or '?'}'", file=row.file, line=row.line,
-                        hint=f"fields present: {sorted(row.data)}; set task.*_column or the dataset's columns")
-    if not isinstance(val, str):
-        raise DataError(f"{what} field '{key}' must be a string, got {type(val).__name__}", file=row.file, line=row.line)
-    return val
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -279,67 +207,3 @@ def seq2seq_examples(rows: list[tuple[Row, Any]], task: Any, need_target: bool =
         tgt = text_field(row, tkey, "target", required=need_target)
         out.append(Seq2SeqExample(task.source_prefix + src, tgt, row.file, row.line))
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# `tuneforge data check` for the task stages
-def check_task_data(cfg: Any) -> dict:
-    """Counts, class balance (cls), answerable/windows (qa), token lengths and truncation, without training."""
-    from tuneforge.models.load import load_tokenizer
-
-    tok = load_tokenizer(cfg.model)
-    tml = getattr(tok, "model_max_length", None)
-    max_len = min(cfg.data.cutoff_len, tml) if isinstance(tml, int) and 0 < tml < 1_000_000 else cfg.data.cutoff_len
-    out: dict = {"stage": cfg.stage, "max_len": max_len}
-    warnings: list[str] = []
-    if cfg.stage == "qa":
-        from tuneforge.data.qa_data import qa_features, qa_splits
-
-        train, evals, report = qa_splits(cfg)
-        out.update({f"{split}.{k}": v for split in ("train", "eval") for k, v in report[split].items()})
-        out.update({f"used.{k}": v for k, v in report["used"].items()})
-        feats = qa_features(train, tok, max_len, cfg.task.doc_stride, with_labels=True)
-        out["train.windows"] = len(feats)
-        out["train.windows_per_question"] = round(len(feats) / max(len(train), 1), 2)
-        lengths = [len(e.context) for e in train]
-        out["train.context_chars.p50/max"] = f"{_pct(lengths, 50)}/{max(lengths, default=0)}"
-    elif cfg.stage == "cls":
-        train_rows, eval_rows = task_splits(cfg)
-        train, evals = cls_examples(train_rows, cfg.task), cls_examples(eval_rows, cfg.task)
-        lm = build_label_map(train, cfg.task)
-        out.update({"train_samples": len(train), "eval_samples": len(evals), "labels": ", ".join(lm.names),
-                    "multi_label": lm.multi_label})
-        for split, exs in (("train", train), ("eval", evals)):
-            if exs:
-                counts = class_counts(exs, lm)
-                out[f"{split}.classes"] = "  ".join(f"{n}: {c} ({100 * c / max(len(exs), 1):.1f}%)"
-                                                    for n, c in counts.items())
-                warnings += [f"{split}: {w.strip()[9:]}" for w in balance_report(counts) if "warning" in w]
-        pairs = [e.text_pair for e in train] if any(e.text_pair for e in train) else None
-        _length_stats(out, warnings, tok, [e.text for e in train], pairs, max_len, "train.tokens")
-    else:
-        train_rows, eval_rows = task_splits(cfg)
-        train = seq2seq_examples(train_rows, cfg.task)
-        out.update({"train_samples": len(train), "eval_samples": len(eval_rows)})
-        _length_stats(out, warnings, tok, [e.source for e in train], None, max_len, "train.source_tokens")
-        _length_stats(out, warnings, tok, [e.target or "" for e in train], None, cfg.task.max_target_len,
-                      "train.target_tokens")
-    out["warnings"] = warnings
-    return out
-
-
-def _length_stats(out: dict, warnings: list, tok: Any, texts: list[str], pairs: list | None, limit: int,
-                  key: str) -> None:
-    lengths = [len(x) for x in tok(texts, pairs)["input_ids"]] if texts else []
-    over = sum(n > limit for n in lengths)
-    out[f"{key}.p50/p95/max"] = f"{_pct(lengths, 50)}/{_pct(lengths, 95)}/{max(lengths, default=0)}"
-    out[f"{key}.truncated"] = over
-    if over:
-        warnings.append(f"{over} of {len(lengths)} samples exceed {limit} tokens ({key}) and will be truncated")
-
-
-def _pct(values: list[int], q: float) -> int:
-    if not values:
-        return 0
-    s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * q / 100))]

@@ -25,6 +25,7 @@ __all__ = [
     "ensure_template_tokens",
     "get_template",
     "render_prompt",
+    "stop_token_ids",
     "suggest_template",
 ]
 
@@ -112,6 +113,22 @@ def render_prompt(
     """Token ids of all turns followed by the generation prompt (assistant header)."""
     rendered = _render(tokenizer, messages, template_name, system, add_generation_prompt=True)
     return _tokenize(tokenizer, rendered.text, [])[0]
+
+
+def stop_token_ids(tokenizer, template_name: str | Template = "auto") -> list[int]:
+    """Ids that end a generated reply: eos plus the template's end-of-turn token.
+
+    For a tokenizer's own (jinja) template the end-of-turn token is not named anywhere we can read, so every
+    known template's end-of-turn that this tokenizer has as a single token counts (``<|im_end|>``, ``<|eot_id|>``...).
+    """
+    template = template_name if isinstance(template_name, Template) else get_template(template_name, tokenizer)
+    eots = {template.eot} if isinstance(template, Template) else {t.eot for t in TEMPLATES.values()}
+    ids = {tokenizer.eos_token_id}
+    for tok in sorted(e for e in eots if e and "{" not in e):
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    return sorted(i for i in ids if i is not None)
 
 
 def _render(tokenizer, messages, template_name, system, add_generation_prompt) -> _Rendered:

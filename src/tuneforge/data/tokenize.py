@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge import __version__
-from tuneforge.config.schema import Config
-from tuneforge.data.formats import Sample
+from tuneforge.config.schema import DataConfig
+from tuneforge.data.formats import Sample, SampleKind
+from tuneforge.data.templates import encode_conversation
 from tuneforge.errors import DataError
+from tuneforge.runs import atomic_write
 
 IGNORE = -100
 
@@ -60,36 +62,38 @@ def samples_fingerprint(samples: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(samples: list[Sample], tokenizer, cfg: Config) -> str:
-    d = cfg.data
-    parts = [__version__, cfg.stage, samples_fingerprint(samples), _tokenizer_fingerprint(tokenizer), d.template,
+def cache_key(samples: list[Sample], tokenizer, d: DataConfig, kind: SampleKind) -> str:
+    parts = [__version__, kind, samples_fingerprint(samples), _tokenizer_fingerprint(tokenizer), d.template,
              str(d.system), str(d.cutoff_len), d.overlong, str(d.train_on_prompt), str(d.mask_history)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def cache_dir(cfg: Config) -> Path:
-    if cfg.data.cache_dir:
-        return Path(cfg.data.cache_dir)
+def cache_dir(d: DataConfig) -> Path:
+    if d.cache_dir:
+        return Path(d.cache_dir)
     if os.environ.get("TUNEFORGE_DATA_CACHE"):
         return Path(os.environ["TUNEFORGE_DATA_CACHE"])
     root = os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge"
     return Path(root) / "data"
 
 
-def tokenize_samples(samples: list[Sample], tokenizer, cfg: Config, use_cache: bool = True) -> TokenizedData:
-    """Tokenize (or load from cache). Raises DataError for overlong samples when data.overlong=error."""
-    path = cache_dir(cfg) / f"{cache_key(samples, tokenizer, cfg)}.npz"
+def tokenize_samples(samples: list[Sample], tokenizer, d: DataConfig, kind: SampleKind = "chat",
+                     use_cache: bool = True) -> TokenizedData:
+    """Tokenize (or load from cache): chats with the template and label mask, or documents cut into blocks of
+    `cutoff_len` tokens (`kind="text"`). Raises DataError for overlong chats when data.overlong=error."""
+    path = cache_dir(d) / f"{cache_key(samples, tokenizer, d, kind)}.npz"
     if use_cache and path.exists():
         with np.load(path, allow_pickle=False) as z:
             stats = json.loads(str(z["stats"]))
             stats["cache"] = "hit"
             return TokenizedData(z["ids"], z["labels"], z["offsets"], stats)
-    data = _pack_text(samples, tokenizer, cfg) if cfg.stage == "pt" else _encode_chats(samples, tokenizer, cfg)
+    data = _pack_text(samples, tokenizer, d) if kind == "text" else _encode_chats(samples, tokenizer, d)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, ids=data.ids, labels=data.labels, offsets=data.offsets, stats=json.dumps(data.stats))
-        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache entry
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+                np.savez(f, ids=data.ids, labels=data.labels, offsets=data.offsets, stats=json.dumps(data.stats))
+
+        atomic_write(path, save)  # a killed run never leaves a half-written cache entry
     data.stats["cache"] = "miss"
     return data
 
@@ -106,10 +110,7 @@ def _finish(ids_list: list[list[int]], labels_list: list[list[int]], stats: dict
     return TokenizedData(flat_ids, flat_labels, offsets, stats)
 
 
-def _encode_chats(samples: list[Sample], tokenizer, cfg: Config) -> TokenizedData:
-    from tuneforge.data.templates import encode_conversation
-
-    d = cfg.data
+def _encode_chats(samples: list[Sample], tokenizer, d: DataConfig) -> TokenizedData:
     ids_list, labels_list = [], []
     stats = {"samples_in": len(samples), "kept": 0, "truncated": 0, "dropped_overlong": 0,
              "dropped_no_target": 0, "warnings": []}
@@ -140,9 +141,9 @@ def _encode_chats(samples: list[Sample], tokenizer, cfg: Config) -> TokenizedDat
     return _finish(ids_list, labels_list, stats)
 
 
-def _pack_text(samples: list[Sample], tokenizer, cfg: Config) -> TokenizedData:
+def _pack_text(samples: list[Sample], tokenizer, d: DataConfig) -> TokenizedData:
     """Continued pre-training: documents + EOS, concatenated and cut into blocks of cutoff_len tokens."""
-    block = cfg.data.cutoff_len
+    block = d.cutoff_len
     eos = tokenizer.eos_token_id
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and tokenizer.bos_token_id != eos else []
     stream: list[int] = []

@@ -1,4 +1,5 @@
-"""Generation evaluation: batched generate (greedy or sampled), cut at stop strings, score the texts.
+"""Generation evaluation: batched generation through the shared core (`models/generate.py`), cut at stop strings,
+then score the texts.
 
 Per-sample scores are kept for every metric so reports can give confidence intervals: mean metrics
 (exact_match, f1, accuracy, rouge*) store one number per sample; corpus metrics (bleu, chrf, ter) store
@@ -10,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from tuneforge.data.templates import render_prompt, stop_token_ids
 from tuneforge.eval import metrics as M
+from tuneforge.eval.mcq import resolve_max_length
 from tuneforge.eval.tasks import GenSample, TaskSpec
+from tuneforge.models.generate import Sampling, generate_text
 
 CORPUS_METRICS = ("bleu", "chrf", "ter")
 
@@ -31,62 +35,25 @@ class GenSettings:
 def encode_prompt(tokenizer: Any, sample: GenSample, template: str = "auto") -> list[int]:
     """Plain prompt (tokenizer's default special tokens), or the chat-rendered prompt for `chat: true` tasks."""
     if sample.chat:
-        from tuneforge.data.templates import render_prompt
-
         return render_prompt(tokenizer, [{"role": "user", "content": sample.prompt}], template)
     return tokenizer.encode(sample.prompt)
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Text before the first stop string."""
-    cut = len(text)
-    for s in stop:
-        i = text.find(s) if s else -1
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut]
 
 
 def generate(model: Any, tokenizer: Any, samples: Sequence[GenSample], settings: GenSettings,
              stop: Sequence[str] = (), max_new_tokens: int | None = None,
              progress: Callable[[int], None] | None = None) -> list[str]:
-    """Generated continuation (prompt removed, cut at `stop`) for each sample, in input order."""
-    import torch
+    """Generated continuation (prompt removed, cut at `stop`) for each sample, in input order.
 
-    from tuneforge.eval.mcq import resolve_max_length
-
+    Chat-rendered prompts also stop at the template's end-of-turn token; prompts longer than the model's limit
+    lose their left part (as in lm-eval)."""
     new = max_new_tokens or settings.max_new_tokens
     limit = resolve_max_length(model, tokenizer, settings.max_length)
     prompts = [encode_prompt(tokenizer, s, settings.template)[-max(limit - new, 1):] for s in samples]
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    outputs: list[str] = [""] * len(samples)
-    gen_kw: dict[str, Any] = dict(max_new_tokens=new, do_sample=settings.do_sample, pad_token_id=pad)
-    if settings.do_sample:
-        gen_kw.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
-    else:  # neutralise sampling knobs a model's generation_config may carry
-        gen_kw.update(temperature=None, top_p=None, top_k=None)
-    if stop:
-        gen_kw.update(stop_strings=list(stop), tokenizer=tokenizer)
-    torch.manual_seed(settings.seed)
-    done = 0
-    with torch.inference_mode():
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start: start + settings.batch_size]
-            width = max(len(prompts[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            att = torch.zeros((len(idx), width), dtype=torch.long)
-            for b, i in enumerate(idx):
-                ids[b, width - len(prompts[i]):] = torch.tensor(prompts[i])
-                att[b, width - len(prompts[i]):] = 1
-            out = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device), **gen_kw)
-            for b, i in enumerate(idx):
-                text = tokenizer.decode(out[b, width:], skip_special_tokens=True)
-                outputs[i] = cut_at_stop(text, stop).strip()
-            done += len(idx)
-            if progress:
-                progress(done)
-    return outputs
+    stop_ids = stop_token_ids(tokenizer, settings.template) if any(s.chat for s in samples) else ()
+    sampling = Sampling(max_new_tokens=new, temperature=settings.temperature if settings.do_sample else 0.0,
+                        top_p=settings.top_p, top_k=0, seed=settings.seed)
+    return generate_text(model, tokenizer, prompts, sampling=sampling, stop_ids=stop_ids, stop_strings=stop,
+                         batch_size=settings.batch_size, on_batch=progress)
 
 
 def _extract(spec: TaskSpec, text: str) -> str:

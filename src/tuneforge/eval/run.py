@@ -16,10 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tuneforge.config import load_config
 from tuneforge.config.evaluation import EvalConfig
+from tuneforge.config.load import deep_merge, parse_overrides
 from tuneforge.config.schema import Config, ModelConfig
 from tuneforge.errors import ConfigError
+from tuneforge.eval.generate import GenSettings, generate, score_generations
+from tuneforge.eval.mcq import McqScorer, summarize
+from tuneforge.eval.report import _fmt, add_intervals, compare, results_markdown
 from tuneforge.eval.tasks import TaskSpec, load_samples, resolve_task
+from tuneforge.models.load import load_model, load_tokenizer
+from tuneforge.runs import RunDir, atomic_jsonl, atomic_write, is_run_dir
 
 Log = Callable[[str], None]
 
@@ -102,12 +109,10 @@ def evaluate(target: Target, eval_cfg: EvalConfig, tasks: list[tuple[TaskSpec, l
                     "file": spec.cfg.file, "fewshot": spec.cfg.fewshot, "seconds": round(secs, 3),
                     "samples_per_s": round(len(samples) / secs, 2) if secs else None, "scoring": mode,
                     "fingerprint": prints[spec.name]}
-        from tuneforge.eval.report import add_intervals
-
         add_intervals(task_res, records, eval_cfg.ci, eval_cfg.ci_level, eval_cfg.bootstrap_samples, eval_cfg.seed)
         results["tasks"][spec.name] = task_res
         (out / "predictions").mkdir(parents=True, exist_ok=True)
-        _write_jsonl(out / "predictions" / f"{spec.name}.jsonl", records)
+        atomic_jsonl(out / "predictions" / f"{spec.name}.jsonl", records)
         _write_results(out, results)
         main = spec.main_metric
         lo, hi = task_res["ci"][main]
@@ -119,14 +124,10 @@ def evaluate(target: Target, eval_cfg: EvalConfig, tasks: list[tuple[TaskSpec, l
 
 
 def _pct(metric: str, v: float) -> str:
-    from tuneforge.eval.report import _fmt
-
     return _fmt(metric, v)
 
 
 def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig):
-    from tuneforge.eval.mcq import McqScorer, summarize
-
     scorer = McqScorer(model, tokenizer, batch_size=eval_cfg.batch_size, max_length=eval_cfg.max_length,
                        mode=eval_cfg.scoring)
     scores = scorer.score(samples, delimiter=spec.cfg.target_delimiter)
@@ -138,8 +139,6 @@ def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConf
 
 
 def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, template: str):
-    from tuneforge.eval.generate import GenSettings, generate, score_generations
-
     settings = GenSettings(batch_size=eval_cfg.batch_size, max_new_tokens=eval_cfg.max_new_tokens,
                            do_sample=eval_cfg.do_sample, temperature=eval_cfg.temperature, top_p=eval_cfg.top_p,
                            seed=eval_cfg.seed, max_length=eval_cfg.max_length, template=template)
@@ -152,8 +151,6 @@ def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: Eva
 
 def load_for_eval(model_cfg: ModelConfig):
     """Model (with adapter if any) in eval mode + tokenizer, via the shared loader."""
-    from tuneforge.models.load import load_model, load_tokenizer
-
     tokenizer = load_tokenizer(model_cfg)
     model = load_model(model_cfg)
     model.eval()
@@ -165,22 +162,9 @@ def describe(m: ModelConfig) -> str:
     return s + (f" + adapter {m.adapter}" if m.adapter else "")
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _write_results(out: Path, results: dict) -> None:
-    from tuneforge.eval.report import results_markdown
-
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    os.replace(tmp, out / "results.json")
-    (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
+    atomic_write(out / "results.json", json.dumps(results, indent=2))
+    atomic_write(out / "results.md", results_markdown(results))
 
 
 def _load_results(out: Path) -> dict | None:
@@ -201,24 +185,11 @@ def load_records(out: Path, task: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ targets / CLI
 
-def is_run_dir(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / "config.yaml").is_file() and ((p / "adapter").is_dir() or (p / "model").is_dir())
-
-
 def run_target(run: Path) -> tuple[Target, Config]:
     """The trained model of a run dir: base + adapter/, or the merged/full model/ dir."""
-    from tuneforge.config import load_config
-
-    cfg = load_config(run / "config.yaml")
-    if (run / "adapter" / "adapter_config.json").is_file():
-        model = cfg.model.model_copy(update={"adapter": str(run / "adapter")})
-    elif (run / "model").is_dir():
-        model = cfg.model.model_copy(update={"path": str(run / "model"), "gguf_file": None, "adapter": None,
-                                             "tokenizer": None})
-    else:
-        raise ConfigError(f"run dir {run} has neither adapter/ nor model/", hint="did training finish?")
-    return Target(run.name, model, run / "eval", cfg.data.template), cfg
+    rd = RunDir(run)
+    model, template, _ = rd.model_config()
+    return Target(rd.root.name, model, rd.eval_dir, template), rd.read_config()
 
 
 def config_run_dir(cfg: Config) -> Path | None:
@@ -239,8 +210,6 @@ def _fix_task_paths(cfg: Config, base: Path) -> None:
 
 
 def load_eval_config(path: str, overrides: list[str]) -> Config:
-    from tuneforge.config import load_config
-
     cfg = load_config(path, overrides)
     _fix_task_paths(cfg, Path(path).resolve().parent)
     return cfg
@@ -278,8 +247,6 @@ def resolve_single(target: str | None, config: str | None, overrides: list[str],
 
 
 def _apply(cfg: Config, overrides: list[str], run: Path) -> Config:
-    from tuneforge.config.load import parse_overrides, deep_merge
-
     tree = deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
     new = Config.model_validate(tree)
     _fix_task_paths(new, run)
@@ -339,8 +306,6 @@ def compare_targets(names: list[str], ref_cfg: Config, out_dir: Path) -> list[Ta
 
 def compare_cli(names: list[str], config: str | None, overrides: list[str], out: str | None,
                 tasks: list[str] | None, limit: int | None, force: bool, log: Log) -> dict:
-    from tuneforge.eval.report import compare
-
     if len(names) < 2:
         raise ConfigError("--compare needs at least two models", hint="e.g. tuneforge eval --compare base runs/my-run")
     runs = [Path(n) for n in names if is_run_dir(n)]
@@ -366,10 +331,10 @@ def compare_cli(names: list[str], config: str | None, overrides: list[str], out:
     return {"report": str(path), "models": [t.label for t in targets]}
 
 
-def after_training(cfg: Config, run_dir: str | Path, log: Log = print) -> dict:
+def after_training(cfg: Config, run: RunDir, log: Log = print) -> dict:
     """Hook for the end of `tuneforge train` when `eval.after_train` is set: evaluate the run, write run/eval/."""
-    if not cfg.eval.after_train or not cfg.eval.tasks:
+    if not cfg.eval.after_train or not cfg.eval.tasks or not run.main:
         return {}
-    target, _ = run_target(Path(run_dir))
+    target, _ = run_target(run.root)
     results = evaluate(target, cfg.eval, log=log)
     return {f"eval/{name}/{m}": v for name, t in results["tasks"].items() for m, v in t["metrics"].items()}

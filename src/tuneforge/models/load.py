@@ -231,3 +231,9 @@ def attach_adapter(model, adapter_dir: str, trainable: bool = False):
         return PeftModel.from_pretrained(model, str(p), is_trainable=trainable)
     except Exception as e:
         raise _hf_error(e, "adapter", str(p)) from None
+
+
+def resolved_dtype(model) -> str:
+    """The dtype the weights were loaded in (what `model.dtype: auto` became), e.g. "float32"."""
+    param = next(iter(model.parameters()), None)
+    return str(param.dtype).removeprefix("torch.") if param is not None else "unknown"

@@ -1,97 +1,23 @@
-"""Machinery every stage shares: run dir, TrainingArguments, the guarded Trainer, callbacks, fit/resume.
+"""Machinery every stage shares: threads, TrainingArguments, the guarded Trainer, callbacks, fit/resume, saving.
 
 A stage recipe (sft.py, cls.py, ...) builds data and model, then calls `training_args`, `TuneforgeTrainer`
-(or mixes `GuardMixin` into another Trainer class), `callbacks` and `fit`.
+(or mixes `GuardMixin` into another Trainer class, e.g. a TRL one), `callbacks` and `fit`. The run dir itself
+belongs to `tuneforge.runs`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import shutil
-import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError, TrainingError
-
-
-@dataclass
-class RunDir:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def env(self) -> Path:
-        return self.root / "env.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def plots(self) -> Path:
-        return self.root / "plots"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def adapter(self) -> Path:
-        return self.root / "adapter"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    def latest_checkpoint(self) -> Path | None:
-        if not self.checkpoints.is_dir():
-            return None
-        steps = [(int(p.name.split("-")[1]), p) for p in self.checkpoints.glob("checkpoint-*")
-                 if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "trainer_state.json").exists()]
-        return max(steps)[1] if steps else None
-
-    def write_json(self, name: str, obj) -> Path:
-        path = self.root / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
-
-
-def prepare_run_dir(cfg: Config, resume: bool) -> RunDir:
-    """Create (or, with resume, reopen) the run dir and write the resolved config into it."""
-    parent = Path(cfg.output.dir)
-    if cfg.output.name:
-        root = parent / cfg.output.name
-    elif resume:
-        candidates = sorted((p for p in parent.glob(f"{cfg.stage}-*") if RunDir(p).latest_checkpoint()),
-                            key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise ConfigError(f"--resume: no run with checkpoints under {parent}/ (set output.name to choose one)")
-        root = candidates[-1]
-    else:
-        root = parent / f"{cfg.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDir(root)
-    if resume:
-        if not run.latest_checkpoint():
-            raise ConfigError(f"--resume: {root} has no complete checkpoint to resume from")
-    elif root.exists() and any(root.iterdir()) and not cfg.output.overwrite:
-        raise ConfigError(f"run dir {root} already exists",
-                          hint="use --resume, a new output.name, or output.overwrite=true")
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(run.checkpoints / ".staging", ignore_errors=True)  # leftovers of a killed save
-    run.config.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    return run
+from tuneforge.runs import RunDir, atomic_dir
+from tuneforge.train.callbacks import MetricsCallback, RichProgressCallback
+from tuneforge.train.plots import plot_metrics
 
 
 def set_threads(cfg: Config) -> int:
@@ -103,11 +29,13 @@ def set_threads(cfg: Config) -> int:
     return torch.get_num_threads()
 
 
-def training_args(cfg: Config, run: RunDir, has_eval: bool = False, **extra):
-    """TrainingArguments from the `train:` section, with CPU-friendly defaults."""
+def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=None, **extra):
+    """`args_class` (TrainingArguments by default; a TRL config class such as DPOConfig fits too) from the
+    `train:` section, with CPU-friendly defaults; `extra` sets stage-specific fields."""
     import torch
     from transformers import TrainingArguments
 
+    args_class = args_class or TrainingArguments
     t = cfg.train
     on_gpu = torch.cuda.is_available()
     want_bf16 = on_gpu and torch.cuda.is_bf16_supported() and cfg.model.dtype in ("auto", "bfloat16")
@@ -145,10 +73,10 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, **extra):
         dataloader_pin_memory=on_gpu,
     )
     kwargs.update(extra)
-    if "activation_checkpointing" in TrainingArguments.__dataclass_fields__:  # transformers >= 5.2x name
+    if "activation_checkpointing" in args_class.__dataclass_fields__:  # transformers >= 5.2x name
         kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
     try:
-        return TrainingArguments(**kwargs)
+        return args_class(**kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"train: {e}") from None
 
@@ -167,7 +95,10 @@ class GuardMixin:
         return loss
 
     def _save_checkpoint(self, model, trial):
-        # Write into a staging dir, then rename: a kill mid-save never leaves a checkpoint that looks complete.
+        # Private Trainer API, overridden on purpose: the Trainer writes checkpoint-N/ in place, so a kill mid-save
+        # leaves a directory that looks complete and `--resume` would load half a state. We point it at a staging
+        # dir and rename. tests/unit/train/test_upstream_hooks.py fails loudly if transformers renames this method
+        # or changes its signature.
         final_root = self.args.output_dir
         staging = os.path.join(final_root, ".staging")
         shutil.rmtree(staging, ignore_errors=True)
@@ -205,8 +136,6 @@ def TuneforgeTrainer(*args, **kwargs):  # noqa: N802 - reads like a class at cal
 
 
 def callbacks(cfg: Config, run: RunDir) -> list:
-    from tuneforge.train.callbacks import MetricsCallback, RichProgressCallback
-
     return [MetricsCallback(run.metrics), RichProgressCallback()]
 
 
@@ -217,41 +146,26 @@ def fit(trainer, run: RunDir, resume: bool) -> dict:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     ckpt = run.latest_checkpoint() if resume else None
-    if not resume and run.metrics.exists():
-        run.metrics.unlink()
-    if ckpt is not None:
-        _truncate_metrics(run.metrics, int(ckpt.name.split("-")[1]))
+    run.truncate_metrics(int(ckpt.name.split("-")[1]) if ckpt is not None else None)
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    from tuneforge.train.plots import plot_metrics
-
     if trainer.args.should_save:
         plot_metrics(run.metrics, run.plots)
     return dict(result.metrics)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, forget logged steps after the checkpoint so metrics.jsonl has each step once."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
-            if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
-
-
 def save_final(model, tokenizer, run: RunDir, cfg: Config) -> Path:
-    """Save the adapter (LoRA) or full model as safetensors, atomically, plus the tokenizer."""
+    """Save the adapter (LoRA) or full model as safetensors, atomically, plus the tokenizer (main process only)."""
     is_peft = hasattr(model, "peft_config")
     target = run.adapter if is_peft else run.model
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    if is_peft and cfg.output.save_merged:
-        merged = model.merge_and_unload()
-        merged.save_pretrained(run.model, safe_serialization=True)
+    if not run.main:
+        return target
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(run.model)
+            tokenizer.save_pretrained(tmp)
+    if is_peft and cfg.output.save_merged:
+        with atomic_dir(run.model) as tmp:
+            model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
     return target

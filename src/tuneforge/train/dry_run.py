@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuneforge.config.schema import Config
+from tuneforge.models.adapters import count_parameters
 from tuneforge.models.registry import base_model
 
 MIB = 1 << 20
@@ -51,13 +52,13 @@ def activation_floats_per_token(s: Shape) -> int:
     return 5 * s.hidden + 2 * q + 3 * kv + 4 * s.intermediate
 
 
-def micro_batch_tokens(cfg: Config, lengths: np.ndarray) -> tuple[int, str]:
+def micro_batch_tokens(cfg: Config, packing: bool, lengths: np.ndarray) -> tuple[int, str]:
     """Tokens one forward pass will hold, and how that number was chosen."""
     t = cfg.train
     p95 = int(np.percentile(lengths, 95)) if len(lengths) else 0
     if t.batch_tokens:
         return t.batch_tokens, f"token budget {t.batch_tokens}"
-    if cfg.data.packing:
+    if packing:
         return t.batch_size * p95, f"packed row of {t.batch_size} samples at p95 length {p95}"
     padded = -(-p95 // 8) * 8
     return t.batch_size * padded, f"{t.batch_size} rows padded to {padded} (p95)"
@@ -87,7 +88,7 @@ def estimate_memory(shape: Shape, total: int, trainable: int, bytes_per_param: i
     return out
 
 
-def hints(cfg: Config, mem: dict, shape: Shape, tokens: int, bytes_per_param: int) -> list[str]:
+def hints(cfg: Config, packing: bool, mem: dict, shape: Shape, tokens: int, bytes_per_param: int) -> list[str]:
     out = []
     if not cfg.train.gradient_checkpointing and mem["activations"] > 1024:
         kept = (shape.layers * shape.hidden + 3 * activation_floats_per_token(shape)) * tokens * bytes_per_param / MIB
@@ -96,7 +97,7 @@ def hints(cfg: Config, mem: dict, shape: Shape, tokens: int, bytes_per_param: in
     if not cfg.train.loss_chunk_size and mem["logits"] > 512:
         out.append(f"train.loss_chunk_size=1024 would cut the {mem['logits']:,.0f} MiB of logits to "
                    f"{1024 * shape.vocab * 12 / MIB:,.0f} MiB")
-    if not cfg.data.packing and cfg.stage in ("sft", "pt"):
+    if not packing:
         out.append("data.packing=true trains padding-free (faster, less memory, same loss)")
     return out
 
@@ -112,25 +113,20 @@ def _resident_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def dry_run(cfg: Config) -> dict:
+def dry_run(stage, cfg: Config) -> dict:
+    """Load data and model the way `stage` (a language-model stage: sft, pt) trains them, then estimate."""
     from rich.console import Console
     from rich.table import Table
 
-    from tuneforge.data.load import load_datasets
-    from tuneforge.data.tokenize import tokenize_samples
-    from tuneforge.models.adapters import count_parameters
-    from tuneforge.train.sft import build_model, load_sft_tokenizer, prepare_for_training
-
-    tokenizer = load_sft_tokenizer(cfg)  # with the template's special tokens, as training would
-    train, _, _ = load_datasets(cfg)
-    data = tokenize_samples(train, tokenizer, cfg)
-    model, new_token_ids = build_model(cfg, tokenizer)
-    model = prepare_for_training(model, cfg, new_token_ids)
+    tokenizer = stage.load_tokenizer(cfg)  # with the template's special tokens, as training would
+    data, _, _ = stage.build_data(cfg, tokenizer)
+    model, new_token_ids = stage.build_model(cfg, tokenizer)
+    model, packing = stage.prepare_model(model, cfg, new_token_ids)
     total, trainable = count_parameters(model)
     lengths = data.lengths()
     shape = model_shape(model)
     bpp = next(model.parameters()).element_size()
-    tokens, how = micro_batch_tokens(cfg, lengths)
+    tokens, how = micro_batch_tokens(cfg, packing, lengths)
     frac = data.stats.get("trained_tokens", 0) / max(int(lengths.sum()), 1)
     import transformers.trainer  # noqa: F401  (training holds it too: ~90 MiB of libraries)
 
@@ -138,8 +134,8 @@ def dry_run(cfg: Config) -> dict:
     out = {"parameters": total, "trainable_parameters": trainable,
            "trainable_percent": round(100 * trainable / max(total, 1), 4), "train_samples": len(data),
            "train_tokens": int(lengths.sum()), "target_token_fraction": round(frac, 3),
-           "micro_batch_tokens": tokens, "micro_batch": how, "memory_estimate_mib": mem,
-           "hints": hints(cfg, mem, shape, tokens, bpp)}
+           "packing": packing, "micro_batch_tokens": tokens, "micro_batch": how, "memory_estimate_mib": mem,
+           "hints": hints(cfg, packing, mem, shape, tokens, bpp)}
     table = Table(title="dry run", show_header=False)
     for k, v in out.items():
         if k in ("memory_estimate_mib", "hints"):

@@ -2,68 +2,25 @@
 (linear, MLP, or scikit-learn logistic regression) is trained on the pooled embeddings. The cheap alternative to
 fine-tuning: one forward pass per sample, no backward through the backbone.
 
-Saved to `<run>/features_head/`: head.safetensors (weights), head.json (pooling, head type, label names, backbone
-path). A logistic-regression head is stored as the equivalent linear layer, so all heads load the same way.
+Saved to `<run>/features_head/` (see `models/heads.py` for the format and `FeatureClassifier` to load it). A
+logistic-regression head is stored as the equivalent linear layer, so all heads load the same way.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from tuneforge.config.schema import Config
-from tuneforge.train.common import RunDir
-
-
-def pool(hidden, mask, how: str):
-    """One vector per sequence from token states [B, T, H] and the attention mask [B, T]."""
-    import torch
-
-    if how == "cls":
-        return hidden[:, 0]
-    if how == "last":
-        idx = mask.sum(1).clamp(min=1) - 1  # right padding: last real token
-        return hidden[torch.arange(hidden.shape[0]), idx]
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-
-
-def embed(backbone, tokenizer, texts: list[str], pairs: list[str] | None, max_len: int, pooling: str,
-          batch_size: int = 64, normalize: bool = False) -> np.ndarray:
-    """Pooled embeddings, computed in length-sorted batches (less padding) and returned in input order."""
-    import torch
-
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + len(pairs[i] if pairs else ""))
-    out = np.zeros((len(texts), 0), dtype=np.float32)
-    chunks = []
-    backbone.eval()
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s: s + batch_size]
-            enc = tokenizer([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, truncation=True,
-                            max_length=max_len, padding=True, return_tensors="pt")
-            enc = {k: v.to(backbone.device) for k, v in enc.items()}
-            hidden = backbone(**enc).last_hidden_state
-            vec = pool(hidden.float(), enc["attention_mask"], pooling)
-            if normalize:
-                vec = torch.nn.functional.normalize(vec, dim=-1)
-            chunks.append((idx, vec.cpu().numpy()))
-    if chunks:
-        out = np.zeros((len(texts), chunks[0][1].shape[1]), dtype=np.float32)
-        for idx, vec in chunks:
-            out[idx] = vec
-    return out
-
-
-def make_head(kind: str, dim: int, n_out: int, hidden: int):
-    import torch
-
-    if kind == "mlp":
-        return torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Dropout(0.1),
-                                   torch.nn.Linear(hidden, n_out))
-    return torch.nn.Sequential(torch.nn.Linear(dim, n_out))
+from tuneforge.models.heads import embed, head_logits, make_head, save_head
+from tuneforge.models.load import load_model, load_tokenizer, resolve_model_path
+from tuneforge.runs import RunDir, atomic_dir
+from tuneforge.train.cls_common import build_data, report
+from tuneforge.train.plots import plot_metrics
+from tuneforge.train.task_common import max_input_len, print_summary
 
 
 def train_head(x: np.ndarray, y: np.ndarray, task, multi_label: bool, n_labels: int, seed: int,
@@ -134,63 +91,13 @@ def _logreg_head(x, y, task, multi_label: bool, n_labels: int, seed: int):
     return head.eval()
 
 
-def head_logits(head, x: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.inference_mode():
-        return head(torch.from_numpy(x)).numpy()
-
-
-def save_head(head, out: Path, meta: dict) -> Path:
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out / "head.safetensors"))
-    (out / "head.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    return out
-
-
-class FeatureClassifier:
-    """A saved feature-extraction classifier: backbone + pooling + head, for `predict(texts)`."""
-
-    def __init__(self, head_dir: str | Path):
-        from safetensors.torch import load_file
-        from transformers import AutoModel, AutoTokenizer
-
-        d = Path(head_dir)
-        self.meta = json.loads((d / "head.json").read_text(encoding="utf-8"))
-        self.tokenizer = AutoTokenizer.from_pretrained(self.meta["backbone"])
-        self.backbone = AutoModel.from_pretrained(self.meta["backbone"])
-        self.head = make_head(self.meta["head"] if self.meta["head"] == "mlp" else "linear", self.meta["dim"],
-                              len(self.meta["labels"]), self.meta.get("hidden", 0) or 1)
-        self.head.load_state_dict(load_file(str(d / "head.safetensors")))
-        self.head.eval()
-
-    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        m = self.meta
-        x = embed(self.backbone, self.tokenizer, texts, pairs, m["max_len"], m["pooling"], normalize=m["normalize"])
-        return head_logits(self.head, x)
-
-    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list:
-        logits = self.logits(texts, pairs)
-        names = self.meta["labels"]
-        if self.meta["multi_label"]:
-            return [[names[j] for j in np.flatnonzero(row > 0)] for row in logits]  # sigmoid(z) > 0.5 ⇔ z > 0
-        return [names[i] for i in logits.argmax(-1)]
-
-
 def run(cfg: Config, run: RunDir, resume: bool) -> dict:
-    import time
-
+    """Embed every text once with the frozen backbone, fit the head, save it, report on the eval split."""
     from transformers import AutoModel
-
-    from tuneforge.models.load import load_model, load_tokenizer, resolve_model_path
-    from tuneforge.train.cls import build_data, report
-    from tuneforge.train.task_common import max_input_len, print_summary, write_env
 
     tokenizer = load_tokenizer(cfg.model)
     data = build_data(cfg, run)
-    write_env(cfg, run)
+    run.write_env(cfg)
     backbone = load_model(cfg.model, auto_class=AutoModel, apply_adapter=True)
     max_len = max_input_len(cfg, tokenizer, backbone.config)
     t = cfg.task
@@ -204,7 +111,7 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     x_train = vectors(data.train)
     embed_s = time.time() - t0
     y_train = np.array([data.label_map.encode(e) for e in data.train])
-    run.metrics.unlink(missing_ok=True)
+    run.truncate_metrics(None)
     with open(run.metrics, "a", encoding="utf-8") as log_file:
         def log(epoch, loss):
             log_file.write(json.dumps({"step": epoch, "epoch": epoch, "loss": loss}) + "\n")
@@ -218,12 +125,11 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
             "head": t.head, "hidden": t.head_hidden if t.head == "mlp" else 0, "dim": int(x_train.shape[1]),
             "labels": data.label_map.names, "multi_label": data.label_map.multi_label, "max_len": max_len,
             "normalize": t.normalize_embeddings}
-    out = save_head(head, run.root / "features_head", meta)
-    data.label_map.save(out / "label_map.json")
-    data.label_map.save(run.root / "label_map.json")
+    with atomic_dir(run.root / "features_head") as tmp:
+        save_head(head, tmp, meta)
+        data.label_map.save(tmp / "label_map.json")
+    run.write_json("label_map.json", data.label_map.to_json())
     if cfg.output.plot:
-        from tuneforge.train.plots import plot_metrics
-
         plot_metrics(run.metrics, run.plots)
     if data.eval:
         metrics.update(report(cfg, run, data.eval, head_logits(head, vectors(data.eval)), data.label_map))

@@ -10,8 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuneforge.config.schema import Config
-from tuneforge.data.qa_data import QAExample
-from tuneforge.train.common import RunDir
+from tuneforge.data.qa_data import QAExample, qa_features, qa_splits
+from tuneforge.data.task_rows import percentile
+from tuneforge.eval.metrics import per_sample_em_f1
+from tuneforge.eval.qa_postprocess import decode_answers
+from tuneforge.models.load import load_tokenizer
+from tuneforge.runs import RunDir
+from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
+from tuneforge.train.stage import Stage
+from tuneforge.train.task_common import (ListDataset, columns_to_rows, load_task_model, max_input_len,
+                                         prepare_task_model, print_summary, task_training_args)
 
 
 @dataclass
@@ -22,8 +30,6 @@ class QAData:
 
 def build_data(cfg: Config, run: RunDir | None = None) -> QAData:
     """Validated questions; without data.eval, whole contexts are held out (no paragraph in both splits)."""
-    from tuneforge.data.qa_data import qa_splits
-
     train, evals, report = qa_splits(cfg)
     if run is not None:
         run.write_json("data_report.json", report)
@@ -32,8 +38,6 @@ def build_data(cfg: Config, run: RunDir | None = None) -> QAData:
 
 def score(examples: list[QAExample], decoded: list[dict]) -> tuple[dict, list[dict]]:
     """SQuAD EM/F1 overall (and split by has-answer / no-answer when both occur) plus per-sample records."""
-    from tuneforge.eval.metrics import per_sample_em_f1
-
     records, sums = [], {"has": [0.0, 0.0, 0], "no": [0.0, 0.0, 0]}
     for ex, d in zip(examples, decoded):
         refs = [a["text"] for a in ex.answers] or [""]
@@ -55,8 +59,6 @@ def score(examples: list[QAExample], decoded: list[dict]) -> tuple[dict, list[di
 
 def metrics_fn(cfg: Config, examples: list[QAExample], feats):
     """compute_metrics for periodic evaluation: decode spans, then SQuAD EM/F1."""
-    from tuneforge.eval.qa_postprocess import decode_answers
-
     def compute(p):
         start, end = p.predictions[:2]
         decoded = decode_answers(examples, feats, start, end, **decode_kwargs(cfg))
@@ -72,42 +74,59 @@ def decode_kwargs(cfg: Config) -> dict:
                 null_threshold=t.null_score_diff_threshold)
 
 
-def run(cfg: Config, run: RunDir, resume: bool) -> dict:
-    from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
+class QaStage(Stage):
+    name = "qa"
+    description = "extractive question answering (SQuAD v1/v2 spans on an encoder)"
+    metrics = ("f1", "exact_match")
+    peft_task_type = "QUESTION_ANS"
 
-    from tuneforge.data.qa_data import qa_features
-    from tuneforge.eval.qa_postprocess import decode_answers
-    from tuneforge.models.load import load_tokenizer
-    from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
-    from tuneforge.train.task_common import (ListDataset, columns_to_rows, load_task_model, max_input_len,
-                                             prepare_task_model, print_summary, task_training_args, write_env,
-                                             write_predictions)
+    def check_data(self, cfg: Config) -> dict:
+        """Questions (answerable / unanswerable), contexts, token windows per question."""
+        tok = load_tokenizer(cfg.model)
+        max_len = max_input_len(cfg, tok)
+        out: dict = {"stage": self.name, "max_len": max_len}
+        train, evals, report = qa_splits(cfg)
+        out.update({f"{split}.{k}": v for split in ("train", "eval") for k, v in report[split].items()})
+        out.update({f"used.{k}": v for k, v in report["used"].items()})
+        feats = qa_features(train, tok, max_len, cfg.task.doc_stride, with_labels=True)
+        out["train.windows"] = len(feats)
+        out["train.windows_per_question"] = round(len(feats) / max(len(train), 1), 2)
+        lengths = [len(e.context) for e in train]
+        out["train.context_chars.p50/max"] = f"{percentile(lengths, 50)}/{max(lengths, default=0)}"
+        out["warnings"] = []
+        return out
 
-    tokenizer = load_tokenizer(cfg.model)
-    data = build_data(cfg, run)
-    write_env(cfg, run)
-    model = load_task_model(cfg, AutoModelForQuestionAnswering)
-    max_len = max_input_len(cfg, tokenizer, model.config)
-    train_feats = qa_features(data.train, tokenizer, max_len, cfg.task.doc_stride, with_labels=True)
-    eval_feats = qa_features(data.eval, tokenizer, max_len, cfg.task.doc_stride, with_labels=True) if data.eval else None
-    eval_ds = ListDataset(columns_to_rows(eval_feats.inputs)) if eval_feats else None
-    model = prepare_task_model(model, cfg)
+    def run(self, cfg: Config, run: RunDir, resume: bool) -> dict:
+        from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
-    trainer = TuneforgeTrainer(
-        model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
-        train_dataset=ListDataset(columns_to_rows(train_feats.inputs)), eval_dataset=eval_ds,
-        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=metrics_fn(cfg, data.eval, eval_feats) if eval_feats else None, callbacks=callbacks(cfg, run))
-    metrics = fit(trainer, run, resume)
-    metrics.update(train_windows=len(train_feats), eval_windows=len(eval_feats) if eval_feats else 0)
-    save_final(trainer.model, tokenizer, run, cfg)
-    if eval_ds is not None:
-        start, end = trainer.predict(eval_ds).predictions[:2]
-        decoded = decode_answers(data.eval, eval_feats, start, end, **decode_kwargs(cfg))
-        res, records = score(data.eval, decoded)
-        run.write_json("eval_report.json", res)
-        if cfg.task.write_predictions:
-            write_predictions(run.root / "predictions.jsonl", records)
-        metrics.update({f"eval_{k}": v for k, v in res.items()})
-        print_summary("qa", metrics, ("eval_exact_match", "eval_f1"))
-    return metrics
+        tokenizer = load_tokenizer(cfg.model)
+        data = build_data(cfg, run)
+        run.write_env(cfg)
+        model = load_task_model(cfg, AutoModelForQuestionAnswering)
+        max_len = max_input_len(cfg, tokenizer, model.config)
+        train_feats = qa_features(data.train, tokenizer, max_len, cfg.task.doc_stride, with_labels=True)
+        eval_feats = qa_features(data.eval, tokenizer, max_len, cfg.task.doc_stride, with_labels=True) if data.eval else None
+        eval_ds = ListDataset(columns_to_rows(eval_feats.inputs)) if eval_feats else None
+        model = prepare_task_model(model, cfg, self.peft_task_type)
+
+        trainer = TuneforgeTrainer(
+            model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
+            train_dataset=ListDataset(columns_to_rows(train_feats.inputs)), eval_dataset=eval_ds,
+            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=metrics_fn(cfg, data.eval, eval_feats) if eval_feats else None, callbacks=callbacks(cfg, run))
+        metrics = fit(trainer, run, resume)
+        metrics.update(train_windows=len(train_feats), eval_windows=len(eval_feats) if eval_feats else 0)
+        save_final(trainer.model, tokenizer, run, cfg)
+        if eval_ds is not None:
+            start, end = trainer.predict(eval_ds).predictions[:2]
+            decoded = decode_answers(data.eval, eval_feats, start, end, **decode_kwargs(cfg))
+            res, records = score(data.eval, decoded)
+            run.write_json("eval_report.json", res)
+            if cfg.task.write_predictions:
+                run.write_jsonl("predictions.jsonl", records)
+            metrics.update({f"eval_{k}": v for k, v in res.items()})
+            print_summary("qa", metrics, ("eval_exact_match", "eval_f1"))
+        return metrics
+
+
+STAGE = QaStage()

@@ -1,31 +1,23 @@
-"""`tuneforge train`: load config, dispatch to the stage recipe, record the environment."""
+"""`tuneforge train`: load and validate the config, open the run dir, run the stage, record the results."""
 
 from __future__ import annotations
 
-import importlib
 import time
+from importlib.resources import files
 from pathlib import Path
 
-from tuneforge.config import load_config
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
-
-# stage name -> "module:function"; a new stage is a new module plus one line here.
-STAGES = {
-    "pt": "tuneforge.train.pt:run",
-    "sft": "tuneforge.train.sft:run",
-    "cls": "tuneforge.train.cls:run",
-    "qa": "tuneforge.train.qa:run",
-    "seq2seq": "tuneforge.train.seq2seq:run",
-}
+from tuneforge.eval.run import after_training
+from tuneforge.runs import open_run
+from tuneforge.train.common import set_threads
+from tuneforge.train.stages import get_stage, load_training_config
 
 # The built-in demo: teach SmolLM2-135M-Instruct (packaged GGUF) a new identity from bundled data.
 DEFAULT_CONFIG = "builtin:identity"
 
 
 def builtin_config_path(name: str) -> str:
-    from importlib.resources import files
-
     path = files("tuneforge") / "resources" / "configs" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown built-in config '{name}'")
@@ -42,35 +34,20 @@ def resolve_config_arg(config: str | None) -> str | None:
     return config
 
 
-def stage_fn(stage: str):
-    mod_name, fn = STAGES[stage].split(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        if e.name == mod_name:
-            raise ConfigError(f"stage '{stage}' is not available in this build") from None
-        raise
-    return getattr(mod, fn)
-
-
 def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> dict:
-    from tuneforge.train.common import prepare_run_dir, set_threads
-
+    """Run the config's stage into a fresh (or resumed) run dir; returns the run dir and final metrics."""
+    stage = get_stage(cfg)
     set_threads(cfg)
     from transformers import set_seed
 
     set_seed(cfg.train.seed)  # before any weights are created: LoRA/head init must be reproducible
     if dry_run:
-        from tuneforge.train.dry_run import dry_run as do_dry_run
-
-        return do_dry_run(cfg)
-    run = prepare_run_dir(cfg, resume)
+        return stage.dry_run(cfg)
+    run = open_run(cfg, resume)
     t0 = time.time()
-    metrics = stage_fn(cfg.stage)(cfg, run, resume)
+    metrics = stage.run(cfg, run, resume)
     if cfg.eval.after_train:
-        from tuneforge.eval.run import after_training
-
-        metrics.update(after_training(cfg, run.root))
+        metrics.update(after_training(cfg, run))
     metrics["wall_time_s"] = round(time.time() - t0, 2)
     run.write_json("results.json", metrics)
     return {"run_dir": str(run.root), **metrics}
@@ -81,7 +58,7 @@ def run_from_cli(config: str | None, overrides: list[str], resume: bool = False,
 
     if config and "=" in config and not Path(config).exists():  # `tuneforge train a.b=c`: tweak the demo
         config, overrides = None, [config, *overrides]
-    cfg = load_config(resolve_config_arg(config), overrides)
+    cfg, _ = load_training_config(resolve_config_arg(config), overrides)
     out = run_training(cfg, resume=resume, dry_run=dry_run)
     if not dry_run:
         Console().print(f"[bold green]done[/] run dir: {out['run_dir']}  ({out.get('wall_time_s')} s)")

@@ -9,13 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.config.schema import Config
-from tuneforge.data.task_data import Seq2SeqExample
-from tuneforge.train.common import RunDir
+from tuneforge.data.task_data import Seq2SeqExample, seq2seq_examples
+from tuneforge.data.task_rows import task_splits, token_length_stats
+from tuneforge.errors import ConfigError
+from tuneforge.eval.metrics import bleu, chrf, rouge, ter
+from tuneforge.models.generate import Sampling, generate_text
+from tuneforge.models.load import load_tokenizer
+from tuneforge.runs import RunDir
+from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
+from tuneforge.train.stage import Stage
+from tuneforge.train.task_common import (ListDataset, load_task_model, max_input_len, prepare_task_model,
+                                         print_summary, task_training_args)
 
 
 def build_data(cfg: Config, run: RunDir | None = None) -> tuple[list[Seq2SeqExample], list[Seq2SeqExample]]:
-    from tuneforge.data.task_data import seq2seq_examples, task_splits
-
     train_rows, eval_rows = task_splits(cfg)
     train, evals = seq2seq_examples(train_rows, cfg.task), seq2seq_examples(eval_rows, cfg.task)
     if run is not None:
@@ -32,29 +39,14 @@ def encode(examples: list[Seq2SeqExample], tokenizer, max_len: int, max_target_l
 
 def generate(model, tokenizer, sources: list[str], max_len: int, max_new_tokens: int, num_beams: int,
              batch_size: int = 32) -> list[str]:
-    """Generated text per source (length-sorted batches, returned in input order)."""
-    import torch
-
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    out: list[str] = [""] * len(sources)
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s: s + batch_size]
-            enc = tokenizer([sources[i] for i in idx], truncation=True, max_length=max_len, padding=True,
-                            return_tensors="pt").to(device)
-            ids = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                 max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
-            for i, text in zip(idx, tokenizer.batch_decode(ids, skip_special_tokens=True)):
-                out[i] = text.strip()
-    return out
+    """Generated text per source (the shared generation core; beams or greedy), in input order."""
+    prompts = tokenizer(sources, truncation=True, max_length=max_len)["input_ids"]
+    return generate_text(model, tokenizer, prompts, batch_size=batch_size,
+                         sampling=Sampling(max_new_tokens=max_new_tokens, num_beams=num_beams))
 
 
 def score(predictions: list[str], references: list[str]) -> dict:
     """BLEU / chrF / TER (0-100, sacrebleu) and ROUGE F-measures (0-1)."""
-    from tuneforge.eval.metrics import bleu, chrf, rouge, ter
-
     refs = [[r] for r in references]
     return {"bleu": bleu(predictions, refs), "chrf": chrf(predictions, refs), "ter": ter(predictions, refs),
             **rouge(predictions, refs), "n": len(predictions)}
@@ -62,9 +54,6 @@ def score(predictions: list[str], references: list[str]) -> dict:
 
 def build_model(cfg: Config, tokenizer) -> Any:
     from transformers import AutoModelForSeq2SeqLM
-
-    from tuneforge.errors import ConfigError
-    from tuneforge.train.task_common import load_task_model
 
     model = load_task_model(cfg, AutoModelForSeq2SeqLM)
     if model.config.decoder_start_token_id is None:
@@ -75,41 +64,60 @@ def build_model(cfg: Config, tokenizer) -> Any:
     return model
 
 
-def run(cfg: Config, run: RunDir, resume: bool) -> dict:
-    from transformers import DataCollatorForSeq2Seq
+class Seq2SeqStage(Stage):
+    name = "seq2seq"
+    description = "translation / summarization with an encoder-decoder (T5, BART, Marian...)"
+    metrics = ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "rougeLsum")
+    peft_task_type = "SEQ_2_SEQ_LM"
 
-    from tuneforge.models.load import load_tokenizer
-    from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
-    from tuneforge.train.task_common import (ListDataset, max_input_len, prepare_task_model, print_summary,
-                                             task_training_args, write_env, write_predictions)
+    def check_data(self, cfg: Config) -> dict:
+        """Counts and source / target token lengths (truncation counted)."""
+        tok = load_tokenizer(cfg.model)
+        max_len = max_input_len(cfg, tok)
+        train_rows, eval_rows = task_splits(cfg)
+        train = seq2seq_examples(train_rows, cfg.task)
+        out: dict = {"stage": self.name, "max_len": max_len, "train_samples": len(train),
+                     "eval_samples": len(eval_rows)}
+        warnings: list[str] = []
+        token_length_stats(out, warnings, tok, [e.source for e in train], None, max_len, "train.source_tokens")
+        token_length_stats(out, warnings, tok, [e.target or "" for e in train], None, cfg.task.max_target_len,
+                           "train.target_tokens")
+        out["warnings"] = warnings
+        return out
 
-    tokenizer = load_tokenizer(cfg.model)
-    train, evals = build_data(cfg, run)
-    write_env(cfg, run)
-    model = build_model(cfg, tokenizer)
-    t = cfg.task
-    max_len = max_input_len(cfg, tokenizer, None)
-    eval_ds = ListDataset(encode(evals, tokenizer, max_len, t.max_target_len)) if evals else None
-    base = model
-    model = prepare_task_model(model, cfg)
+    def run(self, cfg: Config, run: RunDir, resume: bool) -> dict:
+        from transformers import DataCollatorForSeq2Seq
 
-    trainer = TuneforgeTrainer(
-        model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
-        train_dataset=ListDataset(encode(train, tokenizer, max_len, t.max_target_len)), eval_dataset=eval_ds,
-        processing_class=tokenizer, data_collator=DataCollatorForSeq2Seq(tokenizer, model=base, padding=True),
-        callbacks=callbacks(cfg, run))
-    metrics = fit(trainer, run, resume)
-    save_final(trainer.model, tokenizer, run, cfg)
-    if evals:
-        metrics.update(trainer.evaluate())  # teacher-forced eval loss
-        preds = generate(trainer.model, tokenizer, [e.source for e in evals], max_len, t.max_new_tokens,
-                         t.num_beams, batch_size=max(cfg.train.batch_size, 16))
-        res = score(preds, [e.target for e in evals])
-        run.write_json("eval_report.json", res)
-        if t.write_predictions:
-            write_predictions(run.root / "predictions.jsonl", [
-                {"file": e.file, "line": e.line, "source": e.source, "reference": e.target, "prediction": p}
-                for e, p in zip(evals, preds)])
-        metrics.update({f"eval_{k}": v for k, v in res.items()})
-        print_summary("seq2seq", metrics, ("eval_bleu", "eval_chrf", "eval_ter", "eval_rougeL", "eval_loss"))
-    return metrics
+        tokenizer = load_tokenizer(cfg.model)
+        train, evals = build_data(cfg, run)
+        run.write_env(cfg)
+        model = build_model(cfg, tokenizer)
+        t = cfg.task
+        max_len = max_input_len(cfg, tokenizer, None)
+        eval_ds = ListDataset(encode(evals, tokenizer, max_len, t.max_target_len)) if evals else None
+        base = model
+        model = prepare_task_model(model, cfg, self.peft_task_type)
+
+        trainer = TuneforgeTrainer(
+            model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
+            train_dataset=ListDataset(encode(train, tokenizer, max_len, t.max_target_len)), eval_dataset=eval_ds,
+            processing_class=tokenizer, data_collator=DataCollatorForSeq2Seq(tokenizer, model=base, padding=True),
+            callbacks=callbacks(cfg, run))
+        metrics = fit(trainer, run, resume)
+        save_final(trainer.model, tokenizer, run, cfg)
+        if evals:
+            metrics.update(trainer.evaluate())  # teacher-forced eval loss
+            preds = generate(trainer.model, tokenizer, [e.source for e in evals], max_len, t.max_new_tokens,
+                             t.num_beams, batch_size=max(cfg.train.batch_size, 16))
+            res = score(preds, [e.target for e in evals])
+            run.write_json("eval_report.json", res)
+            if t.write_predictions:
+                run.write_jsonl("predictions.jsonl", [
+                    {"file": e.file, "line": e.line, "source": e.source, "reference": e.target, "prediction": p}
+                    for e, p in zip(evals, preds)])
+            metrics.update({f"eval_{k}": v for k, v in res.items()})
+            print_summary("seq2seq", metrics, ("eval_bleu", "eval_chrf", "eval_ter", "eval_rougeL", "eval_loss"))
+        return metrics
+
+
+STAGE = Seq2SeqStage()

@@ -8,7 +8,10 @@
 from __future__ import annotations
 
 from tuneforge.config.schema import Config
+from tuneforge.data.batching import TokenBudgetBatchSampler
 from tuneforge.models.registry import base_model
+from tuneforge.train.common import make_trainer_class
+from tuneforge.train.loss import labelled_loss_sum
 
 
 class SFTLossMixin:
@@ -30,7 +33,10 @@ class SFTLossMixin:
         # Everything alive now (libraries, model, data) lives for the whole run: freezing it keeps the collector
         # (a full gc.collect at train start, periodic collections during training) from re-scanning it.
         gc.freeze()
-        return super().train(*args, **kwargs)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            gc.unfreeze()  # the caller's objects become collectable again (several runs in one process)
 
     def floating_point_ops(self, inputs) -> int:
         # The Trainer's estimate walks every parameter at every step; the count does not change during training.
@@ -42,8 +48,6 @@ class SFTLossMixin:
         return 6 * (ids.numel() if ids is not None else 0) * self._tf_flop_params
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from tuneforge.train.loss import labelled_loss_sum
-
         loss_sum, n_targets, outputs = labelled_loss_sum(model, dict(inputs), self.tf_loss_chunk_size)
         denom = num_items_in_batch if num_items_in_batch is not None else n_targets
         loss = loss_sum / denom.clamp(min=1) if hasattr(denom, "clamp") else loss_sum / max(int(denom), 1)
@@ -67,8 +71,6 @@ class SFTLossMixin:
             return super().get_train_dataloader()
         from torch.utils.data import DataLoader
 
-        from tuneforge.data.batching import TokenBudgetBatchSampler
-
         sampler = TokenBudgetBatchSampler(self.train_dataset.lengths(), self.tf_batch_tokens,
                                           seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
                                           pad=self.tf_pad_batches, window=0 if not self.tf_pad_batches else 64)
@@ -77,19 +79,18 @@ class SFTLossMixin:
         return self.accelerator.prepare(loader)
 
 
-def sft_trainer(cfg: Config, args, **kwargs):
-    """A guarded Trainer with the SFT loss and batching options of `cfg` (same arguments as transformers.Trainer)."""
+def sft_trainer(cfg: Config, packing: bool, args, **kwargs):
+    """A guarded Trainer with the SFT loss and batching options of `cfg` and the resolved packing mode (same
+    arguments as transformers.Trainer)."""
     from transformers import Trainer
 
-    from tuneforge.train.common import make_trainer_class
-
-    if cfg.data.packing:
+    if packing:
         # Padding-free rows hold no pad token, so "all" input tokens are exactly the real ones (and no
         # attention_mask is needed to count them).
         args.include_num_input_tokens_seen = "all"
     cls = make_trainer_class(type("SFTTrainer", (SFTLossMixin, Trainer), {
         "tf_loss_chunk_size": cfg.train.loss_chunk_size,
         "tf_batch_tokens": cfg.train.batch_tokens,
-        "tf_pad_batches": not cfg.data.packing,
+        "tf_pad_batches": not packing,
     }))
     return cls(args=args, **kwargs)

@@ -1,17 +1,15 @@
-"""Pieces the task stages (cls, qa, seq2seq, features) share: input length, model loading with a task head, LoRA
-task types, an in-memory dataset and the per-sample predictions file."""
+"""Pieces the task stages (cls, qa, seq2seq, features) share: input length, model loading with a task head, the
+method (LoRA with the stage's peft task type), an in-memory dataset and the eval summary line."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from tuneforge.config.schema import Config
-from tuneforge.errors import ConfigError
-
-# peft task type per stage: tells peft which head to train and save next to the adapter
-PEFT_TASK_TYPE = {"cls": "SEQ_CLS", "qa": "QUESTION_ANS", "seq2seq": "SEQ_2_SEQ_LM"}
+from tuneforge.models.adapters import apply_method
+from tuneforge.models.heads import unfreeze_task_head
+from tuneforge.models.load import attach_adapter, load_model, resolve_model_path
+from tuneforge.train.common import training_args
 
 
 class ListDataset:
@@ -48,8 +46,6 @@ def load_task_model(cfg: Config, auto_class: Any, **kwargs):
     """Base model with a task head: pretrained weights, or random ones from config.json (task.random_init)."""
     from transformers import set_seed
 
-    from tuneforge.models.load import load_model, resolve_model_path
-
     set_seed(cfg.train.seed)  # the new head's init is part of the run's reproducibility
     if cfg.task.random_init:
         from transformers import AutoConfig
@@ -60,51 +56,19 @@ def load_task_model(cfg: Config, auto_class: Any, **kwargs):
     return load_model(cfg.model, auto_class=auto_class, apply_adapter=False, ignore_mismatched_sizes=True, **kwargs)
 
 
-def prepare_task_model(model, cfg: Config):
-    """Apply cfg.method (LoRA with the stage's peft task type so the head is trained and saved)."""
-    from tuneforge.models.adapters import apply_method
-    from tuneforge.models.load import attach_adapter
-
+def prepare_task_model(model, cfg: Config, task_type: str):
+    """Apply cfg.method; LoRA gets the stage's peft task type so the head is trained and saved with the adapter."""
     if cfg.model.adapter:
         return attach_adapter(model, cfg.model.adapter, trainable=True)
-    if cfg.method == "features":
-        raise ConfigError(f"method: features works with stage cls only (stage is {cfg.stage})",
-                          hint="use method: lora, full or freeze")
-    model = apply_method(model, cfg, task_type=PEFT_TASK_TYPE[cfg.stage])
+    model = apply_method(model, cfg, task_type=task_type)
     if cfg.method == "freeze":
-        _unfreeze_head(model)
+        unfreeze_task_head(model)
     return model
 
 
-def _unfreeze_head(model) -> None:
-    """Freeze tuning trains the last layers; a freshly initialised task head (and BERT's pooler) must train too."""
-    for name, p in model.named_parameters():
-        if name.split(".")[0] in ("classifier", "score", "qa_outputs", "lm_head", "pre_classifier") or ".pooler." in name:
-            p.requires_grad_(True)
-
-
 def task_training_args(cfg: Config, run: Any, has_eval: bool, **extra):
-    from tuneforge.train.common import training_args
-
     extra.setdefault("per_device_eval_batch_size", max(cfg.train.batch_size, 32))
     return training_args(cfg, run, has_eval=has_eval, **extra)
-
-
-def write_predictions(path: Path, records: list[dict]) -> Path:
-    """One JSON object per eval sample (source file:line included so errors can be traced back)."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False, default=float) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def write_env(cfg: Config, run: Any) -> None:
-    from tuneforge.train import environment
-
-    files = [s.path for s in [*cfg.data.train, *cfg.data.eval]]
-    run.write_json("env.json", environment.collect(files, cfg.train.seed))
 
 
 def print_summary(stage: str, metrics: dict, keys: tuple[str, ...]) -> None:

@@ -42,17 +42,12 @@ def test_packed_targets_equal_padded_targets():
     assert torch.equal(packed, pad_targets)
 
 
-def test_make_collator_follows_config():
-    class Cfg:
-        class data:  # noqa: N801 - a stand-in for the config section
-            packing = True
-
+def test_make_collator_follows_the_resolved_packing_mode():
     class Tok:
         pad_token_id = 3
 
-    assert isinstance(make_collator(Cfg, Tok), PackedCollator)
-    Cfg.data.packing = False
-    pad = make_collator(Cfg, Tok)
+    assert isinstance(make_collator(True, Tok), PackedCollator)
+    pad = make_collator(False, Tok)
     assert isinstance(pad, PadCollator) and pad.pad_id == 3
 
 

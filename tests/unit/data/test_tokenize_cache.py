@@ -21,7 +21,7 @@ def chat(q, a, line=1):
 
 
 def cfg(*o):
-    return load_config(None, ["data.template=auto", *o])
+    return load_config(None, ["data.template=auto", *o]).data
 
 
 def test_labels_cover_only_the_answer(tok):

@@ -2,7 +2,8 @@ import pytest
 
 from tuneforge.config.evaluation import EvalTaskConfig
 from tuneforge.eval import metrics as M
-from tuneforge.eval.generate import (GenSettings, corpus_stats, cut_at_stop, generate, score_from_stats,
+from tuneforge.models.generate import cut_at_stop
+from tuneforge.eval.generate import (GenSettings, corpus_stats, generate, score_from_stats,
                                      score_generations)
 from tuneforge.eval.tasks import GenSample, TaskSpec, resolve_task
 

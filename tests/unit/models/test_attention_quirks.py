@@ -64,22 +64,23 @@ def test_sft_refuses_packing_for_a_recurrent_model(tmp_path):
 
     from tuneforge.config import load_config
     from tuneforge.errors import ConfigError
-    from tuneforge.train.sft import prepare_for_training
+    from tuneforge.train.sft import STAGE
 
     mamba = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, state_size=4))
     with pytest.raises(ConfigError, match="data.packing: samples would see each other"):
-        prepare_for_training(mamba, load_config(None, ["method=full", "data.packing=true"]))
-    prepare_for_training(mamba, load_config(None, ["method=full", "data.packing=false"]))  # unpacked is fine
+        STAGE.prepare_model(mamba, load_config(None, ["method=full", "data.packing=true"]))
+    STAGE.prepare_model(mamba, load_config(None, ["method=full", "data.packing=false"]))  # unpacked is fine
     auto = load_config(None, ["method=full"])
-    assert auto.data.packing == "auto"
-    prepare_for_training(mamba, auto)
-    assert auto.data.packing is False  # auto falls back to padded batches
+    _, packing = STAGE.prepare_model(mamba, auto)
+    assert packing is False  # auto falls back to padded batches
+    assert auto.data.packing == "auto"  # a runtime decision, returned; the validated config is not rewritten
 
 
 def test_auto_packing_switches_a_llama_to_per_sample_attention():
     from tuneforge.config import load_config
-    from tuneforge.train.sft import prepare_for_training
+    from tuneforge.train.sft import STAGE
 
     cfg = load_config(None, ["method=full"])
-    model = prepare_for_training(_tiny("llama"), cfg)
-    assert cfg.data.packing is True and model.config._attn_implementation == NAME
+    model, packing = STAGE.prepare_model(_tiny("llama"), cfg)
+    assert packing is True and model.config._attn_implementation == NAME
+    assert cfg.data.packing == "auto"

@@ -21,9 +21,9 @@ def cfg(**train) -> Config:
 
 def test_micro_batch_tokens_follow_the_batching_mode():
     p95 = int(np.percentile(LENGTHS, 95))
-    assert micro_batch_tokens(cfg(data__packing=True), LENGTHS)[0] == 4 * p95
-    assert micro_batch_tokens(cfg(data__packing=False), LENGTHS)[0] == 4 * (-(-p95 // 8) * 8)
-    assert micro_batch_tokens(cfg(train__batch_tokens=2048), LENGTHS)[0] == 2048
+    assert micro_batch_tokens(cfg(), True, LENGTHS)[0] == 4 * p95
+    assert micro_batch_tokens(cfg(), False, LENGTHS)[0] == 4 * (-(-p95 // 8) * 8)
+    assert micro_batch_tokens(cfg(train__batch_tokens=2048), True, LENGTHS)[0] == 2048
 
 
 def mem(c: Config, trainable: int = 600_000) -> dict:
@@ -44,9 +44,9 @@ def test_hints_point_at_the_memory_options():
     big = Shape(hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=8, head_dim=128, vocab=128256)
     c = cfg(data__packing=False)
     m = estimate_memory(big, 8_000_000_000, 20_000_000, 2, 8192, 0.5, c, resident_mib=16000.0)
-    text = " ".join(hints(c, m, big, 8192, 2))
+    text = " ".join(hints(c, False, m, big, 8192, 2))
     assert "gradient_checkpointing" in text and "loss_chunk_size" in text and "packing" in text
-    assert hints(cfg(data__packing=True), mem(cfg(data__packing=True)), SHAPE, 1320, 4) == []
+    assert hints(cfg(data__packing=True), True, mem(cfg(data__packing=True)), SHAPE, 1320, 4) == []
 
 
 def test_backward_working_set_counts_once_more_the_activations():

@@ -9,8 +9,9 @@ import pytest
 
 from tuneforge.config.load import load_config
 from tuneforge.config.task import TaskConfig
-from tuneforge.data.task_data import (LabelMap, balance_report, build_label_map, class_counts, cls_examples,
-                                      load_rows, seq2seq_examples, split_holdout)
+from tuneforge.data.task_data import LabelMap, balance_report, build_label_map, class_counts, cls_examples, seq2seq_examples
+from tuneforge.data.task_rows import load_rows, split_holdout
+from tuneforge.train.stages import STAGES
 from tuneforge.errors import ConfigError, DataError
 
 
@@ -26,8 +27,8 @@ def write(tmp_path, name, rows):
 
 def test_config_defaults_and_unknown_key():
     cfg = load_config(overrides=["stage=cls"])
-    assert cfg.task.doc_stride > 0 and cfg.task.main_metric("cls") == "accuracy"
-    assert cfg.task.main_metric("qa") == "f1"
+    assert cfg.task.doc_stride > 0 and STAGES["cls"].main_metric(cfg) == "accuracy"
+    assert STAGES["qa"].main_metric(cfg) == "f1"
     with pytest.raises(ConfigError, match="did you mean 'task.label_column'"):
         load_config(overrides=["task.label_colum=x"])
     with pytest.raises(ConfigError, match="metric"):
@@ -127,12 +128,10 @@ def test_max_samples_and_missing_file(tmp_path):
 def test_data_check_shows_class_balance(tmp_path):
     from task_tiny_models import minilm_dir
 
-    from tuneforge.data.task_data import check_task_data
-
     rows = [{"text": f"t{i}", "label": "big"} for i in range(40)] + [{"text": "x", "label": "small"}] * 4
     p = write(tmp_path, "t.jsonl", rows)
     cfg = load_config(overrides=["stage=cls", f"model.path={minilm_dir()}", f"data.train=[{p}]",
                                  "data.eval_split=0.25"])
-    out = check_task_data(cfg)
+    out = STAGES["cls"].check_data(cfg)
     assert "big" in out["train.classes"] and out["labels"] == "big, small"
     assert any("imbalanced" in w for w in out["warnings"])

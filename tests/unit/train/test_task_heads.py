@@ -9,7 +9,8 @@ import torch
 from tuneforge.config.task import TaskConfig
 from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
 from tuneforge.eval.metrics import classification_scores
-from tuneforge.train.features import head_logits, pool, train_head
+from tuneforge.models.heads import head_logits, pool
+from tuneforge.train.features import train_head
 
 
 def test_report_matches_shared_metrics_and_sklearn():

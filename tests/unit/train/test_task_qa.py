@@ -11,7 +11,7 @@ import pytest
 from task_tiny_models import qa_rows, tokenizer
 from tuneforge.config.task import TaskConfig
 from tuneforge.data.qa_data import qa_counts, qa_examples, qa_features
-from tuneforge.data.task_data import load_rows
+from tuneforge.data.task_rows import load_rows
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.metrics import squad_scores
 from tuneforge.eval.qa_postprocess import decode_answers
@@ -136,12 +136,12 @@ def test_data_check_counts_windows_and_holds_out_contexts(tmp_path):
 
     from tuneforge.config.load import load_config
     from tuneforge.data.qa_data import qa_splits
-    from tuneforge.data.task_data import check_task_data
+    from tuneforge.train.stages import STAGES
 
     p = write(tmp_path, qa_rows(30, 0, ctx_words=60, unanswerable=0.2))
     cfg = load_config(overrides=["stage=qa", f"model.path={minilm_dir()}", f"data.train=[{p}]", "data.eval_split=0.2",
                                  "data.cutoff_len=48", "task.doc_stride=16"])
-    out = check_task_data(cfg)
+    out = STAGES["qa"].check_data(cfg)
     assert out["train.unanswerable"] > 0 and out["used.train"] == out["train.answerable"]
     assert out["train.windows_per_question"] > 1
     train, evals, _ = qa_splits(cfg)

@@ -1,4 +1,4 @@
-"""CLI for data hygiene: `tuneforge decontam`, `tuneforge data dedup`, `tuneforge data filter`.
+"""Data hygiene jobs behind `tuneforge decontam`, `tuneforge data dedup` and `tuneforge data filter`.
 
 Each command writes into an output directory: the surviving records (one file per input file, same name and
 format), a JSONL of what was dropped and why, and a summary.json. Heavy imports stay inside the functions.
@@ -10,12 +10,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import typer
-
-
-def _split(values: Optional[list[str]]) -> list[str]:
-    """Repeatable options that also accept comma-separated lists."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 def _inputs(paths: list[str]) -> tuple[list[str], list[str]]:
@@ -137,62 +131,3 @@ def run_filter(inputs: list[str], rules_kw: dict, field: Optional[str], out: Opt
             f"({', '.join(f'{k} {v}' for k, v in summary['by_reason'].items()) or 'none'}), kept {summary['n_kept']}",
             f"  data: {', '.join(summary['outputs']['data'])}"])
     return summary
-
-
-def register(app: typer.Typer, data_app: typer.Typer) -> None:
-    from tuneforge.cli import guarded
-
-    @app.command("decontam")
-    def decontam(
-        train: list[str] = typer.Option(..., "--train", help="Training data: file, directory or config .yaml."),
-        against: Optional[list[str]] = typer.Option(None, "--against", help="Benchmark file/dir (repeatable or "
-                                                    "comma-separated); default: the config's decontaminate_against."),
-        method: str = typer.Option("exact,ngram,embedding", "--method", help="Detectors to run."),
-        threshold: float = typer.Option(0.8, help="Cosine similarity threshold of the embedding method."),
-        ngram: int = typer.Option(13, help="Word n-gram size of the ngram method."),
-        model: str = typer.Option("builtin:minilm", help="sentence-transformers model dir (default: packaged "
-                                  "all-MiniLM-L6-v2)."),
-        field: Optional[str] = typer.Option(None, "--field", help="Benchmark text fields QUESTION[:ANSWER], dotted "
-                                            "paths (e.g. question.stem)."),
-        train_field: Optional[str] = typer.Option(None, "--train-field", help="Training text fields QUESTION[:ANSWER]."),
-        index: str = typer.Option("auto", help="auto | flat (exact) | hnsw (approximate) | brute (numpy)."),
-        k: int = typer.Option(5, help="Nearest benchmark questions checked per training record."),
-        keep_similar: bool = typer.Option(False, "--keep-similar", help="Keep similar-but-different records "
-                                          "(drop only duplicate and gray-area)."),
-        out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default ./<train>_decontam)."),
-        cache_dir: Optional[str] = typer.Option(None, help="Embedding cache dir (default ~/.cache/tuneforge/embeddings)."),
-    ) -> None:
-        """Remove benchmark questions leaked into training data (exact, n-gram, embedding); write a report."""
-        guarded(run_decontam, _split(train), _split(against), _split([method]), threshold, ngram, model, field,
-                train_field, index, k, keep_similar, out, cache_dir)
-
-    @data_app.command("dedup")
-    def data_dedup(
-        inputs: list[str] = typer.Argument(..., help="Data file(s), directory or config .yaml."),
-        method: str = typer.Option("exact,minhash", "--method", help="exact, minhash and/or embedding."),
-        threshold: Optional[float] = typer.Option(None, help="Near-duplicate threshold (default: Jaccard 0.8 for "
-                                                  "minhash, cosine 0.95 for embedding)."),
-        field: Optional[str] = typer.Option(None, "--field", help="Text fields QUESTION[:ANSWER]."),
-        model: str = typer.Option("builtin:minilm", help="Embedding model for --method embedding."),
-        out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default ./<input>_dedup)."),
-        cache_dir: Optional[str] = typer.Option(None, help="Embedding cache dir."),
-    ) -> None:
-        """Remove exact and near-duplicate records inside a dataset (keeps the first occurrence)."""
-        guarded(run_dedup, inputs, _split([method]), threshold, field, model, out, cache_dir)
-
-    @data_app.command("filter")
-    def data_filter(
-        inputs: list[str] = typer.Argument(..., help="Data file(s), directory or config .yaml."),
-        min_answer_chars: int = typer.Option(1, help="Drop answers shorter than this (1 = drop empty answers)."),
-        min_question_chars: int = typer.Option(1, help="Drop questions shorter than this."),
-        max_chars: Optional[int] = typer.Option(None, help="Drop records longer than this (question + answer)."),
-        min_words: Optional[int] = typer.Option(None, help="Drop records with fewer words (question + answer)."),
-        lang: Optional[str] = typer.Option(None, help="Keep only this language (ISO 639-1, e.g. en; py3langid)."),
-        garbled: bool = typer.Option(True, "--garbled/--no-garbled", help="Drop garbled text (mojibake, U+FFFD...)."),
-        field: Optional[str] = typer.Option(None, "--field", help="Text fields QUESTION[:ANSWER]."),
-        out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default ./<input>_filtered)."),
-    ) -> None:
-        """Quality filters: empty/short/long records, garbled responses, language id."""
-        rules = {"min_answer_chars": min_answer_chars, "min_question_chars": min_question_chars,
-                 "max_chars": max_chars, "min_words": min_words, "garbled": garbled, "lang": lang}
-        guarded(run_filter, inputs, rules, field, out)

@@ -1,0 +1,43 @@
+"""Commands that run a training config: `train`, `data check`, `env`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tuneforge.cli._app import app, data_app, guarded
+
+
+@app.command()
+def train(
+    config: Optional[str] = typer.Argument(
+        None, help="YAML config; builtin:<name>; '-' for defaults + overrides only. Default: the SmolLM2 identity demo."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Overrides like train.lr=1e-4 lora.r=16."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run dir's latest checkpoint."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Load data and model, print sizes and memory estimate, stop."),
+) -> None:
+    """Train any stage (pt, sft, cls, qa, seq2seq, ...) from a config; writes a complete run directory."""
+    from tuneforge.train.run import run_from_cli
+
+    guarded(run_from_cli, config, overrides or [], resume=resume, dry_run=dry_run)
+
+
+@data_app.command("check")
+def data_check(
+    config: str = typer.Argument(..., help="YAML config whose data section to check."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Overrides like data.cutoff_len=512."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stats as JSON."),
+) -> None:
+    """Validate and tokenize the data without training: counts, token lengths, truncation."""
+    from tuneforge.train.check import check_cli
+
+    guarded(check_cli, config, overrides or [], as_json=as_json)
+
+
+@app.command()
+def env() -> None:
+    """Versions, threads and devices (paste this into bug reports)."""
+    from tuneforge.environment import print_env
+
+    print_env()

@@ -1,0 +1,173 @@
+"""The one generation loop, for eval, chat, the training demo, seq2seq prediction and the API server.
+
+Prompts come in as token ids (rendering a chat template is the caller's job: `data.templates.render_prompt`), so
+this module needs no tokenizer except to decode. It batches prompts of similar length (left padding for decoder
+LMs, right padding for encoder inputs), stops a row at any of `stop_ids` (eos + the template's end-of-turn ids,
+`data.templates.stop_token_ids`) or stop string, and can report new tokens as they are produced (`on_tokens`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+OnTokens = Callable[[int, list[int]], None]  # (prompt index, new token ids) after every decoding step
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings; temperature 0 means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    num_beams: int = 1
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+def _generate_kwargs(s: Sampling, pad_id: int, stop_ids: Sequence[int]) -> dict[str, Any]:
+    kw: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, num_beams=s.num_beams, pad_token_id=pad_id,
+                              use_cache=True, do_sample=not s.greedy)
+    if stop_ids:
+        kw["eos_token_id"] = list(stop_ids)
+    if s.greedy:  # neutralise sampling knobs a model's generation_config may carry
+        kw.update(temperature=None, top_p=None, top_k=None)
+    else:
+        kw.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
+    return kw
+
+
+class _StepStreamer:
+    """transformers streamer protocol: the first `put` is the prompt, every later one a column of new tokens."""
+
+    def __init__(self, rows: list[int], on_tokens: OnTokens):
+        self.rows, self.on_tokens, self.started, self.done = rows, on_tokens, False, set()
+        self.stop_ids: set[int] = set()
+
+    def put(self, value) -> None:
+        if not self.started:
+            self.started = True
+            return
+        for b, tok in enumerate(value.reshape(-1).tolist()):
+            if b in self.done:
+                continue
+            if tok in self.stop_ids:
+                self.done.add(b)
+                continue
+            self.on_tokens(self.rows[b], [tok])
+
+    def end(self) -> None:
+        pass
+
+
+def generate_ids(model: Any, prompts: Sequence[Sequence[int]], *, pad_id: int, sampling: Sampling = Sampling(),
+                 stop_ids: Sequence[int] = (), batch_size: int = 8, stop_strings: Sequence[str] = (),
+                 tokenizer: Any = None, on_tokens: OnTokens | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> list[list[int]]:
+    """New token ids per prompt (prompt removed, cut before the first stop id), in input order."""
+    import torch
+
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    out: list[list[int]] = [[] for _ in prompts]
+    kw = _generate_kwargs(sampling, pad_id, stop_ids)
+    if stop_strings:
+        kw.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
+    if sampling.seed is not None:
+        torch.manual_seed(sampling.seed)
+    stops = set(stop_ids)
+    was_training = model.training
+    model.eval()
+    done = 0
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start: start + batch_size]
+                ids, att = _pad([prompts[i] for i in idx], pad_id, left=not encoder_decoder)
+                streamer = None
+                if on_tokens is not None:
+                    streamer = _StepStreamer(idx, on_tokens)
+                    streamer.stop_ids = stops
+                gen = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device),
+                                     streamer=streamer, **kw)
+                # decoder LMs return prompt + new tokens; encoder-decoders the decoder start token + new tokens
+                new = gen[:, 1:] if encoder_decoder else gen[:, ids.shape[1]:]
+                for b, i in enumerate(idx):
+                    out[i] = _cut(new[b].tolist(), stops, pad_id)
+                done += len(idx)
+                if on_batch is not None:
+                    on_batch(done)
+    finally:
+        if was_training:
+            model.train()
+    return out
+
+
+def _pad(rows: list[Sequence[int]], pad_id: int, left: bool):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[b, sl] = torch.tensor(list(r), dtype=torch.long)
+        att[b, sl] = 1
+    return ids, att
+
+
+def _cut(tokens: list[int], stops: set[int], pad_id: int) -> list[int]:
+    for j, t in enumerate(tokens):
+        if t in stops:
+            return tokens[:j]
+    while tokens and tokens[-1] == pad_id and pad_id not in stops:
+        tokens = tokens[:-1]
+    return tokens
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Text before the first stop string."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s) if s else -1
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+def generate_text(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], *, sampling: Sampling = Sampling(),
+                  stop_ids: Sequence[int] = (), stop_strings: Sequence[str] = (), batch_size: int = 8,
+                  on_batch: Callable[[int], None] | None = None) -> list[str]:
+    """Decoded continuation per prompt (special tokens skipped, cut at stop strings, stripped)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = generate_ids(model, prompts, pad_id=pad, sampling=sampling, stop_ids=stop_ids, batch_size=batch_size,
+                       stop_strings=stop_strings, tokenizer=tokenizer if stop_strings else None, on_batch=on_batch)
+    return [cut_at_stop(tokenizer.decode(row, skip_special_tokens=True), stop_strings).strip() for row in ids]
+
+
+def stream_text(model: Any, tokenizer: Any, prompt: Sequence[int], *, sampling: Sampling = Sampling(),
+                stop_ids: Sequence[int] = (), on_text: Callable[[str], None]) -> str:
+    """Generate one reply, calling `on_text(piece)` as text becomes final; returns the whole reply."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    got: list[int] = []
+    shown = [""]
+
+    def on_tokens(_row: int, new: list[int]) -> None:
+        got.extend(new)
+        text = tokenizer.decode(got, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
+            return
+        on_text(text[len(shown[0]):])
+        shown[0] = text
+
+    ids = generate_ids(model, [prompt], pad_id=pad, sampling=sampling, stop_ids=stop_ids, batch_size=1,
+                       on_tokens=on_tokens)[0]
+    final = tokenizer.decode(ids, skip_special_tokens=True)
+    if len(final) > len(shown[0]):
+        on_text(final[len(shown[0]):])
+    return final

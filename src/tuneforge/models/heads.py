@@ -1,0 +1,120 @@
+"""Task heads and pooling: which modules of a transformers task model are its head, how token states become one
+vector, and the small heads trained on frozen features (`method: features`).
+
+A features classifier is saved as `features_head/head.safetensors` + `head.json` (pooling, head type, labels,
+backbone path) rather than as a transformers model: transformers has no class for "AutoModel + mean/cls/last pooling
++ linear/MLP head", and folding it into `AutoModelForSequenceClassification` would only fit BERT's [CLS]-pooler
+layout. `FeatureClassifier` loads it back in three lines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+# Top-level module names of freshly initialised task heads in transformers models (+ BERT's pooler): trained even
+# when the rest of the model is frozen.
+TASK_HEAD_MODULES = ("classifier", "score", "qa_outputs", "lm_head", "pre_classifier")
+
+
+def unfreeze_task_head(model) -> None:
+    """Freeze tuning trains the last layers; a new task head (and BERT's pooler) must train too."""
+    for name, p in model.named_parameters():
+        if name.split(".")[0] in TASK_HEAD_MODULES or ".pooler." in name:
+            p.requires_grad_(True)
+
+
+def pool(hidden, mask, how: str):
+    """One vector per sequence from token states [B, T, H] and the attention mask [B, T]."""
+    import torch
+
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        idx = mask.sum(1).clamp(min=1) - 1  # right padding: last real token
+        return hidden[torch.arange(hidden.shape[0]), idx]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def embed(backbone, tokenizer, texts: list[str], pairs: list[str] | None, max_len: int, pooling: str,
+          batch_size: int = 64, normalize: bool = False) -> np.ndarray:
+    """Pooled embeddings, computed in length-sorted batches (less padding) and returned in input order."""
+    import torch
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + len(pairs[i] if pairs else ""))
+    out = np.zeros((len(texts), 0), dtype=np.float32)
+    chunks = []
+    backbone.eval()
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s: s + batch_size]
+            enc = tokenizer([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, truncation=True,
+                            max_length=max_len, padding=True, return_tensors="pt")
+            enc = {k: v.to(backbone.device) for k, v in enc.items()}
+            hidden = backbone(**enc).last_hidden_state
+            vec = pool(hidden.float(), enc["attention_mask"], pooling)
+            if normalize:
+                vec = torch.nn.functional.normalize(vec, dim=-1)
+            chunks.append((idx, vec.cpu().numpy()))
+    if chunks:
+        out = np.zeros((len(texts), chunks[0][1].shape[1]), dtype=np.float32)
+        for idx, vec in chunks:
+            out[idx] = vec
+    return out
+
+
+def make_head(kind: str, dim: int, n_out: int, hidden: int):
+    import torch
+
+    if kind == "mlp":
+        return torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Dropout(0.1),
+                                   torch.nn.Linear(hidden, n_out))
+    return torch.nn.Sequential(torch.nn.Linear(dim, n_out))
+
+
+def head_logits(head, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return head(torch.from_numpy(x)).numpy()
+
+
+def save_head(head, out: Path, meta: dict) -> Path:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out / "head.safetensors"))
+    (out / "head.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return out
+
+
+class FeatureClassifier:
+    """A saved feature-extraction classifier: backbone + pooling + head, for `predict(texts)`."""
+
+    def __init__(self, head_dir: str | Path):
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        d = Path(head_dir)
+        self.meta = json.loads((d / "head.json").read_text(encoding="utf-8"))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.meta["backbone"])
+        self.backbone = AutoModel.from_pretrained(self.meta["backbone"])
+        self.head = make_head(self.meta["head"] if self.meta["head"] == "mlp" else "linear", self.meta["dim"],
+                              len(self.meta["labels"]), self.meta.get("hidden", 0) or 1)
+        self.head.load_state_dict(load_file(str(d / "head.safetensors")))
+        self.head.eval()
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        m = self.meta
+        x = embed(self.backbone, self.tokenizer, texts, pairs, m["max_len"], m["pooling"], normalize=m["normalize"])
+        return head_logits(self.head, x)
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list:
+        logits = self.logits(texts, pairs)
+        names = self.meta["labels"]
+        if self.meta["multi_label"]:
+            return [[names[j] for j in np.flatnonzero(row > 0)] for row in logits]  # sigmoid(z) > 0.5 ⇔ z > 0
+        return [names[i] for i in logits.argmax(-1)]

@@ -1,0 +1,88 @@
+"""What both classification recipes share (fine-tuning in cls.py, frozen features in features.py): validated examples
+and the label map, predictions from logits, and the report (metrics, confusion matrix, predictions.jsonl)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuneforge.config.schema import Config
+from tuneforge.data.task_data import ClsExample, LabelMap, build_label_map, class_counts, cls_examples
+from tuneforge.data.task_rows import task_splits
+from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
+from tuneforge.runs import RunDir
+
+
+@dataclass
+class ClsData:
+    train: list[ClsExample]
+    eval: list[ClsExample]
+    label_map: LabelMap
+
+
+def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
+    """Validated examples and the label map; class counts go to data_report.json."""
+    train_rows, eval_rows = task_splits(cfg)
+    train = cls_examples(train_rows, cfg.task)
+    evals = cls_examples(eval_rows, cfg.task)
+    label_map = build_label_map(train, cfg.task)
+    for ex in evals:  # unknown labels at eval fail here, before any training time is spent
+        label_map.encode(ex)
+    if run is not None:
+        run.write_json("data_report.json", {
+            "train": {"samples": len(train), "classes": class_counts(train, label_map)},
+            "eval": {"samples": len(evals), "classes": class_counts(evals, label_map) if evals else {}},
+            "labels": label_map.names, "multi_label": label_map.multi_label})
+    return ClsData(train, evals, label_map)
+
+
+def predict_labels(logits: np.ndarray, label_map: LabelMap, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, probabilities): argmax ids, or a 0/1 matrix for multi-label."""
+    if label_map.multi_label:
+        probs = 1 / (1 + np.exp(-logits))
+        return (probs > threshold).astype(int), probs
+    z = logits - logits.max(-1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    return probs.argmax(-1), probs
+
+
+def metrics_fn(label_map: LabelMap, threshold: float):
+    """compute_metrics for periodic evaluation during training (accuracy + macro F1)."""
+    def compute(p):
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        preds, _ = predict_labels(logits, label_map, threshold)
+        rep = classification_report(p.label_ids.astype(int), preds, label_map.names)
+        return {"accuracy": rep["accuracy"], "f1_macro": rep["f1_macro"]}
+
+    return compute
+
+
+def report(cfg: Config, run: RunDir, examples: list[ClsExample], logits: np.ndarray, label_map: LabelMap,
+           prefix: str = "eval_") -> dict:
+    """Metrics dict, eval_report.json, confusion-matrix PNG and predictions.jsonl for one set of logits."""
+    preds, probs = predict_labels(logits, label_map, cfg.task.multi_label_threshold)
+    truth = [label_map.encode(e) for e in examples]
+    rep = classification_report(truth, preds, label_map.names)
+    run.write_json("eval_report.json", rep)
+    if "confusion_matrix" in rep and cfg.output.plot:
+        plot_confusion_matrix(rep["confusion_matrix"], label_map.names, run.plots / "confusion_matrix.png")
+    if cfg.task.write_predictions:
+        run.write_jsonl("predictions.jsonl", [_pred_record(e, t, p, pr, label_map)
+                                              for e, t, p, pr in zip(examples, truth, preds, probs)])
+    return {f"{prefix}{k}": v for k, v in rep.items() if isinstance(v, (int, float))}
+
+
+def _pred_record(ex: ClsExample, truth, pred, probs, label_map: LabelMap) -> dict:
+    names = label_map.names
+    if label_map.multi_label:
+        label = [names[i] for i, x in enumerate(truth) if x]
+        prediction = [names[i] for i, x in enumerate(pred) if x]
+    else:
+        label, prediction = names[truth], names[int(pred)]
+    rec = {"file": ex.file, "line": ex.line, "text": ex.text}
+    if ex.text_pair is not None:
+        rec["text_pair"] = ex.text_pair
+    rec.update(label=label, prediction=prediction, correct=label == prediction,
+               probs={n: round(float(p), 5) for n, p in zip(names, probs)})
+    return rec

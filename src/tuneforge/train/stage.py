@@ -1,0 +1,50 @@
+"""What a training stage is. Each stage module (sft.py, pt.py, cls.py, qa.py, seq2seq.py) defines one subclass and
+registers one instance in `train/stages.py`; the rest of the code asks the stage object and never compares names.
+
+How to add a stage: write `train/<name>.py` with a `Stage` subclass (its data builder/checker, model, trainer and
+what it saves, read top to bottom in `run`), and add one line to `STAGES` in `train/stages.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.config.schema import Config
+from tuneforge.errors import ConfigError
+from tuneforge.runs import RunDir
+
+
+class Stage:
+    """A training recipe plus the facts other commands need about it."""
+
+    name: str = ""
+    description: str = ""
+    methods: tuple[str, ...] = ("lora", "full", "freeze")  # valid `method:` values
+    metrics: tuple[str, ...] = ("loss",)  # valid `task.metric` values; the first is the default main metric
+    peft_task_type: str = "CAUSAL_LM"  # tells peft which head to train and save next to a LoRA adapter
+
+    def validate(self, cfg: Config) -> None:
+        """Cross-field checks that depend on the stage; one ConfigError line naming the key."""
+        if cfg.method not in self.methods:
+            raise ConfigError(f"method: {cfg.method} does not apply to stage: {self.name}",
+                              hint=f"stage {self.name} supports method {' | '.join(self.methods)}")
+        if cfg.task.metric != "auto" and cfg.task.metric not in self.metrics:
+            raise ConfigError(f"task.metric: '{cfg.task.metric}' is not a metric of stage {self.name}",
+                              hint=f"choose from {', '.join(self.metrics)}")
+
+    def main_metric(self, cfg: Config) -> str:
+        """The metric this stage reports first and selects checkpoints by."""
+        return self.metrics[0] if cfg.task.metric == "auto" else cfg.task.metric
+
+    def check_data(self, cfg: Config) -> dict[str, Any]:
+        """`tuneforge data check`: read, validate and tokenize the data without training; counts and lengths."""
+        raise NotImplementedError
+
+    def dry_run(self, cfg: Config) -> dict[str, Any]:
+        """`tuneforge train --dry-run`: sizes and a memory estimate."""
+        raise ConfigError(f"--dry-run is not available for stage {self.name}",
+                          hint="use `tuneforge data check` for the data side")
+
+    def run(self, cfg: Config, run: RunDir, resume: bool) -> dict[str, Any]:
+        """Train and save into `run`; return the final metrics."""
+        raise NotImplementedError
