@@ -24,6 +24,7 @@ import yaml
 
 from tuneforge.config.load import RESOLVED_KEY, load_config
 from tuneforge.config.schema import Config, ModelConfig
+from tuneforge.environment import collect
 from tuneforge.errors import ConfigError
 
 
@@ -150,8 +151,6 @@ class RunDir:
 
     def write_env(self, cfg: Config) -> None:
         """Versions, git sha, devices, seed and the sha256 of every data file (before training starts)."""
-        from tuneforge.environment import collect
-
         if self.main:
             files = [s.path for s in [*cfg.data.train, *cfg.data.eval]]
             atomic_json(self.env, collect(files, cfg.train.seed))

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tuneforge.config.sections import EvalConfig, TaskConfig
+from tuneforge.config.evaluation import EvalConfig
+from tuneforge.config.task import TaskConfig
 
 
 class Section(BaseModel):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.data.decontam_report import CATEGORIES, DecontamReport, FlaggedPair
+from tuneforge.data.embed_index import embed, search
 from tuneforge.data.qa_fields import QA, FieldSpec, normalize, rows_to_qas, words
 from tuneforge.data.readers import Row, read_rows
 from tuneforge.errors import DataError
@@ -115,8 +116,6 @@ def embedding_matches(train_vecs: np.ndarray, bench_vecs: np.ndarray, s: Deconta
                       ) -> tuple[dict[tuple[int, int], float], np.ndarray, str]:
     """Pairs with cosine >= threshold among each record's k nearest benchmark questions, plus every record's
     best cosine (for the histogram) and the index kind used."""
-    from tuneforge.data.embed_index import search
-
     nb = search(train_vecs, bench_vecs, k=s.k, kind=s.index)
     pairs = {(i, int(j)): float(sc) for i in range(len(nb.ids)) for j, sc in zip(nb.ids[i], nb.scores[i])
              if j >= 0 and sc >= s.threshold}
@@ -194,8 +193,6 @@ def decontaminate(train: list[QA], bench: list[QA], settings: DecontamSettings |
         timings["ngram_s"] = time.perf_counter() - t
     best, tv, bv, index_kind = None, None, None, None
     if "embedding" in s.methods:
-        from tuneforge.data.embed_index import embed
-
         t = time.perf_counter()
         tv = embed([q.question for q in train], s.model, s.batch_size, s.cache_dir)
         bv = embed([q.question for q in bench], s.model, s.batch_size, s.cache_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tuneforge.data.qa_fields import QA, normalize
+from tuneforge.data.embed_index import embed, search
 from tuneforge.errors import DataError
 
 DEDUP_METHODS = ("exact", "minhash", "embedding")
@@ -76,8 +77,6 @@ def _minhash_dups(qas: list[QA], alive: list[int], threshold: float, seed: int =
 
 def _embedding_dups(qas: list[QA], alive: list[int], threshold: float, model: str,
                     cache_dir: str | None, k: int = 10) -> list[Duplicate]:
-    from tuneforge.data.embed_index import embed, search
-
     vecs = embed([qas[i].text for i in alive], model, cache_dir=cache_dir)
     nb = search(vecs, vecs, k=k + 1)
     removed: set[int] = set()

@@ -1,7 +1,7 @@
 """Data hygiene jobs behind `tuneforge decontam`, `tuneforge data dedup` and `tuneforge data filter`.
 
 Each command writes into an output directory: the surviving records (one file per input file, same name and
-format), a JSONL of what was dropped and why, and a summary.json. Heavy imports stay inside the functions.
+format), a JSONL of what was dropped and why, and a summary.json. Embedding models load only when a method needs them.
 """
 
 from __future__ import annotations
@@ -10,13 +10,17 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from tuneforge.data.decontam import DecontamSettings, decontaminate, load_benchmarks
+from tuneforge.data.decontam_report import CATEGORIES
+from tuneforge.data.dedup import dedup
+from tuneforge.data.hygiene_io import config_inputs, is_config, read_dataset, source_files, write_by_source
+from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
+from tuneforge.data.quality import QualityRules, filter_quality
+from tuneforge.errors import DataError
 
 
 def _inputs(paths: list[str]) -> tuple[list[str], list[str]]:
     """(dataset paths, benchmark paths from configs) for files, dirs and config .yaml files."""
-    from tuneforge.data.hygiene_io import config_inputs, is_config
-    from tuneforge.errors import DataError
-
     if not paths:
         raise DataError("no input dataset given")
     data, against = [], []
@@ -45,12 +49,6 @@ def _print(lines: list[str]) -> None:
 def run_decontam(train: list[str], against: list[str], methods: list[str], threshold: float, ngram: int,
                  model: str, field: Optional[str], train_field: Optional[str], index: str, k: int,
                  keep_similar: bool, out: Optional[str], cache_dir: Optional[str]) -> dict:
-    from tuneforge.data.decontam import DecontamSettings, decontaminate, load_benchmarks
-    from tuneforge.data.decontam_report import CATEGORIES
-    from tuneforge.data.hygiene_io import read_dataset, source_files, write_by_source
-    from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
-    from tuneforge.errors import DataError
-
     data, cfg_against = _inputs(train)
     against = against or cfg_against
     if not against:
@@ -77,8 +75,6 @@ def run_decontam(train: list[str], against: list[str], methods: list[str], thres
 
 
 def _write_hygiene_outputs(rows, keep: list[int], dropped: list[dict], summary: dict, out_dir: Path) -> dict:
-    from tuneforge.data.hygiene_io import source_files, write_by_source
-
     files = write_by_source([rows[i] for i in keep], source_files(rows), out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "removed.jsonl", "w", encoding="utf-8") as f:
@@ -91,10 +87,6 @@ def _write_hygiene_outputs(rows, keep: list[int], dropped: list[dict], summary: 
 
 def run_dedup(inputs: list[str], methods: list[str], threshold: Optional[float], field: Optional[str], model: str,
               out: Optional[str], cache_dir: Optional[str]) -> dict:
-    from tuneforge.data.dedup import dedup
-    from tuneforge.data.hygiene_io import read_dataset
-    from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
-
     data, _ = _inputs(inputs)
     rows = read_dataset(data)
     qas = rows_to_qas(rows, FieldSpec.parse(field))
@@ -113,10 +105,6 @@ def run_dedup(inputs: list[str], methods: list[str], threshold: Optional[float],
 
 
 def run_filter(inputs: list[str], rules_kw: dict, field: Optional[str], out: Optional[str]) -> dict:
-    from tuneforge.data.hygiene_io import read_dataset
-    from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
-    from tuneforge.data.quality import QualityRules, filter_quality
-
     data, _ = _inputs(inputs)
     rows = read_dataset(data)
     qas = rows_to_qas(rows, FieldSpec.parse(field))

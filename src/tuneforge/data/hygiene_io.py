@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 
+from tuneforge.config.load import load_config
+from tuneforge.data.registry import resolve_spec
 from tuneforge.data.readers import SUFFIXES, Row, read_rows
 from tuneforge.errors import DataError
 
@@ -21,9 +23,6 @@ def is_config(path: str | Path) -> bool:
 
 def config_inputs(path: str | Path) -> tuple[list[str], list[str]]:
     """(training dataset paths, data.decontaminate_against) of a YAML config; registry names resolved."""
-    from tuneforge.config.load import load_config
-    from tuneforge.data.registry import resolve_spec
-
     cfg = load_config(path)
     if not cfg.data.train:
         raise DataError("config has no data.train datasets", file=str(path))

@@ -18,9 +18,6 @@ from tuneforge.errors import ConfigError, DataError
 __all__ = [
     "IGNORE_INDEX",
     "JINJA",
-    "TEMPLATES",
-    "TEMPLATE_NAMES",
-    "Template",
     "encode_conversation",
     "ensure_template_tokens",
     "get_template",

@@ -62,7 +62,3 @@ def plot_confusion_matrix(matrix: list[list[int]], names: list[str], path: str |
     plt.close(fig)
     return path
 
-
-def summary_line(report: dict) -> str:
-    return (f"accuracy {report['accuracy']:.4f}  f1_macro {report['f1_macro']:.4f}  "
-            f"f1_micro {report['f1_micro']:.4f}  (n={report['n']})")

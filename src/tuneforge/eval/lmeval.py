@@ -14,7 +14,7 @@ from typing import Any
 
 from tuneforge.config.evaluation import EvalTaskConfig
 from tuneforge.errors import ConfigError
-from tuneforge.eval.tasks import get_field, overridden_fields, render, resolve_task
+from tuneforge.eval.tasks import _labels, get_field, overridden_fields, render, resolve_task
 
 _MMLU_TEXT = ("{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\n"
               "Answer:")
@@ -63,8 +63,6 @@ def lmeval_task(cfg: EvalTaskConfig, prefix: str = "tf_") -> dict[str, Any]:
 
 
 def _callables(spec) -> dict[str, Any]:
-    from tuneforge.eval.tasks import _labels  # same gold mapping as ours
-
     def row(doc: dict) -> dict:
         return spec.transform(doc) if spec.transform else doc
 

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tuneforge.eval.generate import score_from_stats
+
 CORPUS_METRICS = ("bleu", "chrf", "ter")
 
 
@@ -67,8 +69,6 @@ def stats_ci(name: str, stats: Sequence[Sequence[float]], level: float = 0.95, n
              seed: int = 0) -> tuple[float, float]:
     """CI of a corpus metric (bleu/chrf/ter) by resampling sentences' sufficient statistics."""
     import numpy as np
-
-    from tuneforge.eval.generate import score_from_stats
 
     s = np.asarray(stats, dtype=np.float64)
     if len(s) == 0:
@@ -156,8 +156,6 @@ def compare(entries: Sequence[dict], out_dir: Path, level: float = 0.95, n_boot:
     Each entry: {"label", "results" (results.json dict), "records": {task: [prediction records]}}. The first entry
     is the reference; deltas (entry - reference) have paired-bootstrap CIs over the samples both have.
     """
-    from tuneforge.eval.generate import score_from_stats
-
     out_dir.mkdir(parents=True, exist_ok=True)
     ref = entries[0]
     tasks = [t for t in ref["results"]["tasks"] if all(t in e["results"]["tasks"] for e in entries[1:])]

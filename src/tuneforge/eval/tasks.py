@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuneforge.config.evaluation import EvalTaskConfig
+from tuneforge.data.readers import read_rows
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.metrics import extract_number
 from tuneforge.eval.presets import LETTERS, PRESETS
@@ -292,8 +293,6 @@ def _references(spec: TaskSpec, row: dict, data: dict, file: str, line: int) -> 
 
 def read_task_rows(path: str) -> list[tuple[dict, str, int]]:
     """(data, file, line) for every row of a task file."""
-    from tuneforge.data.readers import read_rows
-
     if not Path(path).is_file():
         raise DataError("eval task file not found", file=path)
     rows = [(r.data, r.file, r.line) for r in read_rows(path)]

@@ -67,6 +67,8 @@ def apply_lora(model, cfg: Config, task_type: str = "CAUSAL_LM", new_token_ids: 
         print(f"lora: training the embedding rows of {len(new_token_ids)} new template token(s) in "
               f"{', '.join(token_rows)} (ids {new_token_ids[0]}..{new_token_ids[-1]})", flush=True)
     if lc.fast_path and not _is_quantized(model):
+        # Imported here: lora_fast subclasses peft's LoRA layer at import time, so it pulls in torch and peft;
+        # configs that never build a LoRA model should not pay for that.
         from tuneforge.models.lora_fast import register_fast_lora
 
         register_fast_lora(peft_cfg)

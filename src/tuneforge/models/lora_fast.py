@@ -88,4 +88,7 @@ class FastLoraLinear(PeftLoraLinear):
 
 def register_fast_lora(peft_config) -> None:
     """Route plain `nn.Linear` targets to FastLoraLinear (peft's custom-module API; quantized bases excluded)."""
+    # `_register_custom_module` is peft's documented hook for custom LoRA layers ("Custom models" in peft's docs)
+    # but still spelled as private API. tests/unit/train/test_upstream_hooks.py fails loudly if peft renames it
+    # or stops dispatching nn.Linear to the registered class; `lora.fast_path=false` is the way out meanwhile.
     peft_config._register_custom_module({nn.Linear: FastLoraLinear})

@@ -9,19 +9,18 @@ from dataclasses import dataclass
 class ArchInfo:
     layers: str                 # attribute path of the decoder/encoder layer list
     lora_targets: tuple[str, ...]  # the "all-linear" set, named explicitly (excludes the output head)
-    template: str | None = None    # named chat template for base checkpoints without a chat_template
 
 
 LLAMA_LIKE = ArchInfo("model.layers", ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
 
 ARCHS: dict[str, ArchInfo] = {
-    "llama": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "llama3"),
-    "mistral": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "mistral"),
-    "qwen2": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "chatml"),
-    "qwen3": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "chatml"),
-    "gemma": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "gemma"),
-    "gemma2": ArchInfo(LLAMA_LIKE.layers, LLAMA_LIKE.lora_targets, "gemma"),
-    "phi3": ArchInfo("model.layers", ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"), "phi"),
+    "llama": LLAMA_LIKE,
+    "mistral": LLAMA_LIKE,
+    "qwen2": LLAMA_LIKE,
+    "qwen3": LLAMA_LIKE,
+    "gemma": LLAMA_LIKE,
+    "gemma2": LLAMA_LIKE,
+    "phi3": ArchInfo("model.layers", ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")),
     "gpt2": ArchInfo("transformer.h", ("c_attn", "c_proj", "c_fc")),
     "bert": ArchInfo("encoder.layer", ("query", "key", "value", "dense")),
     "t5": ArchInfo("encoder.block", ("q", "k", "v", "o", "wi", "wo", "wi_0", "wi_1")),

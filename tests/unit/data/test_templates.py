@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from tiny_bpe import build_tiny_tokenizer
 
+from tuneforge.data.template_specs import TEMPLATE_NAMES, TEMPLATES
 from tuneforge.data.templates import (
     IGNORE_INDEX,
     JINJA,
-    TEMPLATE_NAMES,
-    TEMPLATES,
     encode_conversation,
     ensure_template_tokens,
     get_template,

@@ -11,7 +11,7 @@ from tuneforge.config.load import load_config
 from tuneforge.config.task import TaskConfig
 from tuneforge.data.task_data import LabelMap, balance_report, build_label_map, class_counts, cls_examples, seq2seq_examples
 from tuneforge.data.task_rows import load_rows, split_holdout
-from tuneforge.train.stages import STAGES
+from tuneforge.train.stages import STAGES, load_training_config
 from tuneforge.errors import ConfigError, DataError
 
 
@@ -31,8 +31,12 @@ def test_config_defaults_and_unknown_key():
     assert STAGES["qa"].main_metric(cfg) == "f1"
     with pytest.raises(ConfigError, match="did you mean 'task.label_column'"):
         load_config(overrides=["task.label_colum=x"])
-    with pytest.raises(ConfigError, match="metric"):
-        load_config(overrides=["task.metric=bogus"])
+    with pytest.raises(ConfigError, match="task.metric: 'bleu' is not a metric of stage cls"):
+        load_training_config(None, ["stage=cls", "task.metric=bleu"])  # checked by the stage, at load
+    with pytest.raises(ConfigError, match="method: features does not apply to stage: sft"):
+        load_training_config(None, ["stage=sft", "method=features"])  # used to run freeze tuning silently
+    with pytest.raises(ConfigError, match="did you mean 'seq2seq'"):
+        load_training_config(None, ["stage=seq2sq"])
 
 
 def test_string_labels_sorted_and_saved(tmp_path):
