@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tuneforge.config.align import AlignConfig
 from tuneforge.config.evaluation import EvalConfig
 from tuneforge.config.task import TaskConfig
 
@@ -146,5 +147,6 @@ class Config(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
     demo_prompts: list[str] = Field(default_factory=list,
                                     description="Prompts answered before and after training (shows the change).")

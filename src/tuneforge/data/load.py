@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from tuneforge.config.schema import Config, DatasetSpec
 from tuneforge.data.decontam import decontaminate_records
 from tuneforge.data.formats import SampleKind, Sample, to_sample
+from tuneforge.data.readers import Row
 from tuneforge.data.registry import iter_rows, resolve_spec
 from tuneforge.errors import DataError
+
+Convert = Callable[[Row, DatasetSpec], Any]  # a row -> a sample of the stage's own kind, or None (dropped, counted)
 
 
 @dataclass
@@ -29,13 +33,18 @@ class DataReport:
                 "warnings": self.warnings[:50]}
 
 
-def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport, kind: SampleKind = "chat") -> list[Sample]:
+def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport, kind: SampleKind = "chat",
+                 convert: Convert | None = None) -> list:
+    """Validated samples of one dataset; `convert(row, spec)` replaces the chat/text reader (preference pairs,
+    feedback, prompts) and may return None for a row it dropped and counted itself."""
     spec = resolve_spec(spec, cfg.data.dataset_dir)
-    samples: list[Sample] = []
+    samples: list = []
     for row in iter_rows(spec):
         report.read += 1
         try:
-            samples.append(to_sample(row, spec.format, spec.columns, spec.tags, kind))
+            sample = convert(row, spec) if convert else to_sample(row, spec.format, spec.columns, spec.tags, kind)
+            if sample is not None:
+                samples.append(sample)
         except DataError as e:
             if cfg.data.invalid == "error":
                 raise
@@ -65,7 +74,7 @@ def mix(parts: list[tuple[DatasetSpec, list[Sample]]], seed: int) -> list[Sample
     return out
 
 
-def load_datasets(cfg: Config, kind: SampleKind = "chat", report_dir=None
+def load_datasets(cfg: Config, kind: SampleKind = "chat", report_dir=None, convert: Convert | None = None
                   ) -> tuple[list[Sample], list[Sample], DataReport]:
     """Train and eval samples (`kind`: chats or plain text, as the stage needs) after validation, mixing,
     max_samples and eval split.
@@ -75,11 +84,13 @@ def load_datasets(cfg: Config, kind: SampleKind = "chat", report_dir=None
     if not cfg.data.train:
         raise DataError("no training data: set data.train to a file, directory or dataset name")
     report = DataReport()
-    train = mix([(s, load_samples(s, cfg, report, kind)) for s in cfg.data.train], cfg.data.mix_seed)
-    evals = [x for s in cfg.data.eval for x in load_samples(s, cfg, report, kind)]
+    train = mix([(s, load_samples(s, cfg, report, kind, convert)) for s in cfg.data.train], cfg.data.mix_seed)
+    evals = [x for s in cfg.data.eval for x in load_samples(s, cfg, report, kind, convert)]
     if cfg.data.max_samples and len(train) > cfg.data.max_samples:
         report.capped += len(train) - cfg.data.max_samples
         train = train[: cfg.data.max_samples]
+    if cfg.data.decontaminate_against and convert is not None:
+        raise DataError("data.decontaminate_against works on chat/text samples only, not on this stage's records")
     if cfg.data.decontaminate_against:
         before = len(train)
         train, _ = decontaminate_records(train, against=cfg.data.decontaminate_against,

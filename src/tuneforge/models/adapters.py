@@ -55,7 +55,20 @@ def new_token_rows(model, modules_to_save: list[str], new_token_ids: list[int]) 
 
 
 def apply_lora(model, cfg: Config, task_type: str = "CAUSAL_LM", new_token_ids: list[int] = ()):
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
+
+    peft_cfg = lora_config(model, cfg, task_type, new_token_ids)
+    try:
+        model = get_peft_model(model, peft_cfg)
+    except ValueError as e:
+        raise ConfigError(f"lora.target: {e}", hint="use all-linear or module names such as q_proj,v_proj") from None
+    return model
+
+
+def lora_config(model, cfg: Config, task_type: str = "CAUSAL_LM", new_token_ids: list[int] = ()):
+    """The peft LoraConfig for cfg.lora (fast CPU path registered); TRL trainers take it as `peft_config`, so a
+    DPO-style reference is the base with the adapter disabled instead of a second copy."""
+    from peft import LoraConfig
 
     lc = cfg.lora
     targets = lora_targets(model, lc.target)
@@ -72,11 +85,7 @@ def apply_lora(model, cfg: Config, task_type: str = "CAUSAL_LM", new_token_ids: 
         from tuneforge.models.lora_fast import register_fast_lora
 
         register_fast_lora(peft_cfg)
-    try:
-        model = get_peft_model(model, peft_cfg)
-    except ValueError as e:
-        raise ConfigError(f"lora.target: {e}", hint="use all-linear or module names such as q_proj,v_proj") from None
-    return model
+    return peft_cfg
 
 
 def _is_quantized(model) -> bool:
