@@ -9,6 +9,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tuneforge.config.convert import convert_in_memory, looks_like_llamafactory
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
 
@@ -88,6 +89,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source = "config"
     if path is not None:
         from_file = read_yaml(path)
+        if looks_like_llamafactory(from_file):  # `tuneforge train lf.yaml`: converted in memory, with a note
+            from_file = convert_in_memory(from_file, str(path))
         from_file.pop(RESOLVED_KEY, None)
         tree = deep_merge(tree, from_file)
         source = str(path)
