@@ -1,0 +1,87 @@
+"""`tuneforge export --format hf`: an adapter merged into its base (or a full run's model re-saved) as sharded
+safetensors + tokenizer + chat template + generation config, proven equal to the source by its logits.
+
+The merged copy is reloaded from disk with plain `transformers` (no peft, no tuneforge) and compared with the
+adapter-on-base model on sample text: max abs logit difference in float32, perplexity for float16/bfloat16.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from tuneforge.data.templates import stop_token_ids
+from tuneforge.errors import ConfigError
+from tuneforge.export.report import measure, write_report
+from tuneforge.export.source import Source, auto_class, chat_template, load_source, open_source
+from tuneforge.export.verify import all_logits, check, load_texts, max_abs_diff, perplexity, sample_ids
+from tuneforge.models.load import resolve_model_path
+from tuneforge.runs import atomic_dir, is_run_dir
+
+Log = Callable[[str], None]
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def default_out(source: str, name: str, out: str | None) -> Path:
+    """`-o` when given; else `<run dir>/export/<name>` (a plain model dir needs -o: we never write beside it)."""
+    if out:
+        return Path(out)
+    if is_run_dir(source):
+        return Path(source) / "export" / name
+    raise ConfigError(f"where should the result go? {source} is not a run dir", hint="pass -o DIR")
+
+
+def save_standard(model, tokenizer, src: Source, target: Path, max_shard_size: str = "2GB") -> None:
+    """What `from_pretrained` needs and what chat front-ends read: weights, tokenizer with its chat template,
+    and a generation config that stops at the template's end-of-turn token."""
+    template = chat_template(src, tokenizer)
+    if template:
+        tokenizer.chat_template = template
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and hasattr(model, "generate"):
+        stops = stop_token_ids(tokenizer, src.template)
+        gen.eos_token_id = stops if len(stops) > 1 else stops[0]
+        gen.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(target, safe_serialization=True, max_shard_size=max_shard_size)
+    tokenizer.save_pretrained(target)
+
+
+def export_hf(source: str, out: str | None = None, dtype: str = "float32", tolerance: float = 1e-4,
+              ppl_tolerance: float = 0.01, sample_file: str | None = None, eval_config: str | None = None,
+              max_shard_size: str = "2GB", log: Log = print) -> dict:
+    """Merge (or copy) and verify; returns the report. Raises VerificationError above tolerance (nothing kept)."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown --dtype '{dtype}'", hint=f"choose from {', '.join(DTYPES)}")
+    src = open_source(source)
+    target = default_out(source, "hf", out)
+    model, tokenizer = load_source(src)
+    rows = sample_ids(tokenizer, load_texts(sample_file))
+    reference = all_logits(model, rows)
+    what = "adapter on base" if src.has_adapter else "model"
+    log(f"{what}: {src.model.path}{' + ' + src.model.adapter if src.has_adapter else ''}")
+    with atomic_dir(target) as tmp:
+        before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label=what,
+                         eval_config=eval_config, eval_out=tmp, template=src.template, log=log)
+        merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+        merged = merged.to(getattr(torch, dtype))
+        save_standard(merged, tokenizer, src, tmp, max_shard_size)
+        reloaded = auto_class(tmp).from_pretrained(tmp, dtype=torch.float32, use_safetensors=True).eval()
+        logits = all_logits(reloaded, rows)
+        diff = max_abs_diff(reference, logits)
+        checks = {}
+        if dtype == "float32":
+            checks["max_abs_logit_diff"] = {"value": diff, "tolerance": tolerance, "ok": diff <= tolerance}
+        else:
+            rel = abs(perplexity(logits, rows) / perplexity(reference, rows) - 1)
+            checks["perplexity_rel_diff"] = {"value": rel, "tolerance": ppl_tolerance, "ok": rel <= ppl_tolerance}
+        log(f"merged vs {what}: max abs logit diff {diff:.3g} over {len(rows)} samples ({dtype})")
+        for name, c in checks.items():
+            check(name, c["value"], c["tolerance"])
+        after = measure(reloaded, tokenizer, tmp, rows, label=f"merged {dtype}", eval_config=eval_config,
+                        eval_out=tmp, template=src.template, log=log)
+        report = write_report(tmp, "export hf", source, before, after, checks,
+                              {"max_abs_logit_diff": diff, "dtype": dtype}, log=log)
+    log(f"wrote {target}")
+    return report

@@ -1,0 +1,84 @@
+"""`tuneforge quantize`: post-training weight-only quantization with torchao, saved as safetensors that plain
+`transformers.from_pretrained` loads (torchao installed), checked by perplexity against the float32 source.
+
+int8: per-output-channel symmetric int8 weights (Linear layers and, untied, the embeddings), bfloat16 elsewhere.
+int4: grouped int4 weights (torchao's `IntxWeightOnlyConfig`, which runs on CPU). Activations stay in floating point.
+QLoRA (4-bit bitsandbytes training) is `model.quantization` in training, not this command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Callable
+
+from tuneforge.errors import ConfigError, ModelLoadError
+from tuneforge.export.merge import default_out, save_standard
+from tuneforge.export.report import measure, write_report
+from tuneforge.export.source import auto_class, load_source, open_source
+from tuneforge.export.verify import all_logits, check, is_causal_lm, load_texts, perplexity, sample_ids
+from tuneforge.models.load import resolve_model_path
+from tuneforge.runs import atomic_dir
+
+Log = Callable[[str], None]
+DEFAULT_TOLERANCE = {8: 0.02, 4: 0.10}  # max relative perplexity change on the sample text
+
+
+def torchao_config(bits: int, group_size: int):
+    """The transformers `TorchAoConfig` for int8 / int4 weight-only quantization."""
+    if importlib.util.find_spec("torchao") is None:
+        raise ModelLoadError("quantize needs torchao", hint="pip install 'tuneforge[quant]'")
+    import torch
+    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, PerGroup
+    from transformers import TorchAoConfig
+
+    if bits == 8:
+        return TorchAoConfig(Int8WeightOnlyConfig(version=2), include_input_output_embeddings=True,
+                             untie_embedding_weights=False)
+    if bits == 4:
+        return TorchAoConfig(IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size)))
+    raise ConfigError(f"--bits {bits} is not supported", hint="8 or 4")
+
+
+def quantize_model(source: str, out: str | None = None, bits: int = 8, group_size: int = 32,
+                   tolerance: float | None = None, sample_file: str | None = None, eval_config: str | None = None,
+                   log: Log = print) -> dict:
+    """Merge (if an adapter), save float, re-load it quantized, save, reload from disk and compare perplexity."""
+    import torch
+
+    qcfg = torchao_config(bits, group_size)
+    tolerance = DEFAULT_TOLERANCE[bits] if tolerance is None else tolerance
+    src = open_source(source)
+    target = default_out(source, f"int{bits}", out)
+    model, tokenizer = load_source(src)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    rows = sample_ids(tokenizer, load_texts(sample_file))
+    reference = all_logits(model, rows)
+    with atomic_dir(target) as tmp:
+        before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="float32",
+                         eval_config=eval_config, eval_out=tmp, template=src.template, log=log)
+        plain = tmp / ".float"
+        save_standard(model, tokenizer, src, plain)  # torchao quantizes while loading a checkpoint
+        del model
+        cls = auto_class(plain)
+        # Non-quantized parts (norms, biases, a tied head) in bfloat16: float32 there would double their bytes.
+        quantized = cls.from_pretrained(plain, quantization_config=qcfg, dtype=torch.bfloat16)
+        quantized.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        import shutil
+
+        shutil.rmtree(plain)
+        reloaded = cls.from_pretrained(tmp, dtype=torch.bfloat16).eval()
+        checks = {}
+        if is_causal_lm(reloaded):
+            rel = abs(perplexity(all_logits(reloaded, rows), rows) / perplexity(reference, rows) - 1)
+            checks["perplexity_rel_diff"] = {"value": rel, "tolerance": tolerance, "ok": rel <= tolerance}
+            log(f"int{bits} vs float32: perplexity changed by {rel:.2%} on {len(rows)} samples")
+        for name, c in checks.items():
+            check(f"int{bits} {name}", c["value"], c["tolerance"])
+        after = measure(reloaded, tokenizer, tmp, rows, label=f"int{bits}", eval_config=eval_config, eval_out=tmp,
+                        template=src.template, log=log)
+        report = write_report(tmp, f"quantize int{bits}", source, before, after, checks,
+                              {"bits": bits, "group_size": group_size if bits == 4 else None}, log=log)
+    log(f"wrote {target} (loads with transformers.AutoModel*.from_pretrained when torchao is installed)")
+    return report
