@@ -61,7 +61,17 @@ def split_list(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tuneforge {version('tuneforge')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks.")) -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+         _version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                       help="Print the version (semantic versioning; CHANGELOG.md) and exit.")) -> None:
     DEBUG["on"] = debug
     offline_env()
