@@ -134,15 +134,18 @@ def latency_ms_per_token(model, tokenizer, new_tokens: int = 32, repeats: int = 
 
 
 def weight_stats(model) -> dict:
-    """Parameter count and the fraction of exact zeros in the 2-D weights (what pruning sets)."""
+    """Parameter count and the fraction of exact zeros in the Linear weights (what pruning sets; the embeddings
+    and output head are not pruned, so they are not counted)."""
     import torch
 
-    total = zeros = matrix = 0
-    for p in model.parameters():
-        total += p.numel()
-        if p.dim() == 2 and type(p.data) in (torch.Tensor, torch.nn.Parameter):  # quantized subclasses: skip
-            matrix += p.numel()
-            zeros += int((p.data == 0).sum())
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    total = sum(p.numel() for p in model.parameters())
+    zeros = matrix = 0
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, torch.nn.Linear) and m is not head and type(w.data) is torch.Tensor:  # not quantized
+            matrix += w.numel()
+            zeros += int((w.data == 0).sum())
     return {"parameters": total, "sparsity": round(zeros / matrix, 4) if matrix else 0.0}
 
 
