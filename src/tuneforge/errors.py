@@ -35,3 +35,13 @@ class TrainingError(TuneforgeError):
     """Training had to stop (non-finite loss, broken resume state...)."""
 
     exit_code = 3
+
+
+class LockedError(TuneforgeError):
+    """An output directory is being written by another process (the message names it)."""
+
+
+class TrainingInterrupted(TuneforgeError):
+    """Training was asked to stop (SIGTERM/SIGINT from a scheduler) and saved a checkpoint to resume from."""
+
+    exit_code = 143  # 128 + SIGTERM: what schedulers expect from a job that stopped on their signal

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
+from tuneforge import run_lock
 from tuneforge.config.load import RESOLVED_KEY, load_config
 from tuneforge.config.schema import Config, ModelConfig
 from tuneforge.environment import collect
@@ -105,6 +106,15 @@ def wait_for_everyone() -> None:
 
 # ------------------------------------------------------------------------------------------- the run dir
 
+DIVERGED_MARKER = "diverged.json"  # inside a checkpoint written after the loss left its sane range
+
+
+def checkpoint_step(path: Path) -> int:
+    """N of a `checkpoint-N` dir; -1 for anything else."""
+    tail = Path(path).name.removeprefix("checkpoint-")
+    return int(tail) if tail.isdigit() and Path(path).name.startswith("checkpoint-") else -1
+
+
 @dataclass
 class RunDir:
     root: Path
@@ -166,13 +176,28 @@ class RunDir:
                 if ln.strip() and json.loads(ln).get("step", 0) <= step]
         atomic_write(self.metrics, "".join(ln + "\n" for ln in keep))
 
+    def release(self) -> None:
+        """End of this writer's lifetime: drop the run dir's lock (main process; a no-op elsewhere)."""
+        if self.main:
+            run_lock.release(self.root)
+
     # -------------------------------------------------------------- reading
     def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint that is not marked diverged (what `--resume` continues from)."""
         if not self.checkpoints.is_dir():
             return None
-        steps = [(int(p.name.split("-")[1]), p) for p in self.checkpoints.glob("checkpoint-*")
-                 if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "trainer_state.json").exists()]
+        steps = [(checkpoint_step(p), p) for p in self.checkpoints.glob("checkpoint-*")
+                 if p.is_dir() and checkpoint_step(p) >= 0 and (p / "trainer_state.json").exists()
+                 and not self.is_diverged(p)]
         return max(steps)[1] if steps else None
+
+    def is_diverged(self, ckpt: Path) -> bool:
+        return (Path(ckpt) / DIVERGED_MARKER).exists()
+
+    def mark_diverged(self, ckpt: Path, reason: str) -> None:
+        """Keep the checkpoint for inspection, but never resume from it."""
+        if self.main:
+            atomic_json(Path(ckpt) / DIVERGED_MARKER, {"reason": reason})
 
     def _config_tree(self) -> dict:
         if not self.config.is_file():
@@ -211,8 +236,11 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def open_run(cfg: Config, resume: bool, resolved: dict | None = None) -> RunDir:
-    """Create (or, with resume, reopen) the run dir and write config.yaml. Every rank gets the same dir."""
-    root = Path(shared_value(lambda: str(_choose_root(cfg, resume))))
+    """Create (or, with resume, reopen) the run dir, lock it and write config.yaml. Every rank gets the same dir.
+
+    The main process holds an exclusive lock on the dir until `run.release()` (or its exit): a second writer
+    (say `--resume` on a run that is still training) is refused with one line naming the holder."""
+    root = Path(shared_value(lambda: str(_choose_and_lock(cfg, resume))))
     run = RunDir(root, main=is_main_process())
     if run.main:
         root.mkdir(parents=True, exist_ok=True)
@@ -222,10 +250,28 @@ def open_run(cfg: Config, resume: bool, resolved: dict | None = None) -> RunDir:
     return run
 
 
+def _choose_and_lock(cfg: Config, resume: bool) -> Path:
+    """Main process: the run's root, locked, after checking that this start may write there."""
+    root = _choose_root(cfg, resume)
+    existed = root.exists()
+    lock = run_lock.acquire(root, "run dir")
+    try:
+        _check_root(root, cfg, resume)
+    except BaseException:
+        lock.release()
+        if not existed:
+            shutil.rmtree(root, ignore_errors=True)  # only our lock file is in it
+        raise
+    return root
+
+
 def _choose_root(cfg: Config, resume: bool) -> Path:
     parent = Path(cfg.output.dir)
     if cfg.output.name:
         root = parent / cfg.output.name
+        if not root.resolve().is_relative_to(parent.resolve()):  # a symlinked name pointing elsewhere
+            raise ConfigError(f"output.name '{cfg.output.name}' resolves to {root.resolve()}, outside "
+                              f"output.dir {parent.resolve()}", hint="choose a plain run name")
     elif resume:
         candidates = sorted((p for p in parent.glob(f"{cfg.stage}-*") if RunDir(p).latest_checkpoint()),
                             key=lambda p: p.stat().st_mtime)
@@ -234,10 +280,30 @@ def _choose_root(cfg: Config, resume: bool) -> Path:
         root = candidates[-1]
     else:
         root = parent / f"{cfg.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if resume:
-        if not RunDir(root).latest_checkpoint():
-            raise ConfigError(f"--resume: {root} has no complete checkpoint to resume from")
-    elif root.exists() and any(root.iterdir()) and not cfg.output.overwrite:
-        raise ConfigError(f"run dir {root} already exists",
-                          hint="use --resume, a new output.name, or output.overwrite=true")
     return root
+
+
+def is_unstarted(root: Path) -> bool:
+    """A run dir whose start failed before anything worth keeping: config.yaml but no checkpoint, model or
+    results (bad data, bad model path). Starting again may reuse its name."""
+    run = RunDir(root)
+    return run.config.is_file() and not run.latest_checkpoint() and not run.has_model() and \
+        not (root / "results.json").exists()
+
+
+def _check_root(root: Path, cfg: Config, resume: bool) -> None:
+    if resume:
+        if RunDir(root).latest_checkpoint():
+            return
+        hint = ("it never reached a checkpoint: run the same command without --resume to start it again"
+                if is_unstarted(root) else "start a new run without --resume")
+        raise ConfigError(f"--resume: {root} has no complete checkpoint to resume from", hint=hint)
+    contents = [p for p in root.iterdir() if p.name != run_lock.LOCK_NAME] if root.is_dir() else []
+    if not contents or cfg.output.overwrite:
+        return
+    if is_unstarted(root):
+        print(f"reusing run dir {root}: an earlier start left no checkpoint, model or results", flush=True)
+        return
+    hint = ("add --resume to continue from its latest checkpoint, or choose a new output.name"
+            if RunDir(root).latest_checkpoint() else "choose a new output.name, or set output.overwrite=true")
+    raise ConfigError(f"run dir {root} already exists", hint=hint)

@@ -59,7 +59,12 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_llama, tmp_pa
     assert p.returncode == 3, err
     assert "non-finite loss" in err and "Traceback" not in err
     ckpts = sorted((tmp_path / "nan" / "checkpoints").glob("checkpoint-*"))
-    assert ckpts, "the last good checkpoint is kept"
+    assert ckpts, "checkpoints are kept for inspection"
     assert all((c / "trainer_state.json").exists() for c in ckpts)
     assert not (tmp_path / "nan" / "model").exists(), "no final model from a diverged run"
-    assert str(ckpts[-1]) in err
+    # The checkpoint written just before the NaN holds the weights that produced it: never offered for resume.
+    assert (ckpts[-1] / "diverged.json").exists() and str(ckpts[-1]) not in err
+    from tuneforge.runs import RunDir
+
+    good = RunDir(tmp_path / "nan").latest_checkpoint()
+    assert (str(good) in err) if good else "no checkpoint was written before the loss went bad" in err

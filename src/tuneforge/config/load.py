@@ -13,7 +13,7 @@ from tuneforge.config.convert import convert_in_memory, looks_like_llamafactory
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
 
-# Short aliases users type on the command line (LLaMA-Factory / HF habits) -> our keys.
+# The one alias table (LLaMA-Factory / HF habits -> our keys), applied to YAML files and overrides alike.
 ALIASES = {
     "train.learning_rate": "train.lr",
     "train.num_train_epochs": "train.epochs",
@@ -32,7 +32,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value", hint="e.g. train.lr=1e-4")
         key, raw = item.split("=", 1)
-        key = ALIASES.get(key.strip(), key.strip())
+        key = key.strip()
         if not key:
             raise ConfigError(f"override '{item}' has an empty key")
         try:
@@ -41,6 +41,22 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = raw
         _set_path(out, key.split("."), value)
     return out
+
+
+def apply_aliases(tree: dict, source: str) -> dict:
+    """Move aliased keys (`train.learning_rate`) to our names (`train.lr`); both at once is an error."""
+    for alias, key in ALIASES.items():
+        a_sec, a_name = alias.split(".")
+        section = tree.get(a_sec)
+        if not isinstance(section, dict) or a_name not in section:
+            continue
+        k_sec, k_name = key.split(".")
+        target = tree.setdefault(k_sec, {}) if isinstance(tree.get(k_sec, {}), dict) else None
+        if target is None or k_name in target:
+            raise ConfigError(f"{source}: both '{alias}' and '{key}' are set (the first is an alias of the second)",
+                              hint=f"keep only '{key}'")
+        target[k_name] = section.pop(a_name)
+    return tree
 
 
 def _set_path(tree: dict, parts: list[str], value: Any) -> None:
@@ -91,11 +107,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         from_file = read_yaml(path)
         if looks_like_llamafactory(from_file):  # `tuneforge train lf.yaml`: converted in memory, with a note
             from_file = convert_in_memory(from_file, str(path))
+        from_file = apply_aliases(from_file, str(path))
         from_file.pop(RESOLVED_KEY, None)
         tree = deep_merge(tree, from_file)
         source = str(path)
         tree.setdefault("_config_dir", str(Path(path).resolve().parent))
-    tree = deep_merge(tree, parse_overrides(overrides or []))
+    tree = deep_merge(tree, apply_aliases(parse_overrides(overrides or []), "override"))
     config_dir = tree.pop("_config_dir", None)
     try:
         cfg = Config.model_validate(tree)

@@ -124,14 +124,33 @@ class TrainConfig(Section):
     loss_chunk_size: int = Field(0, ge=0, description="Chunked output head + loss, N positions at a time (large vocabularies; 0: off).")
     compile: bool = Field(False, description="torch.compile the model.")
     report_to: list[str] = Field(default_factory=list, description="Trackers: tensorboard, mlflow, wandb.")
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON config (LLaMA-Factory layout; \"auto\" values filled "
+                                  "from this section). Set by `--launch-config F.json`; needs the deepspeed extra.")
+    on_divergence: Literal["stop", "warn"] = Field(
+        "stop", description="Loss spike far above its running median or collapse (grad-norm 0, loss at ln(vocab)): "
+        "stop naming a checkpoint that resumes, or only warn. A non-finite loss always stops.")
 
 
 class OutputConfig(Section):
     dir: str = Field("runs", description="Parent dir of run directories.")
-    name: str | None = Field(None, description="Run name (default: <stage>-<timestamp>).")
+    name: str | None = Field(None, description="Run name (default: <stage>-<timestamp>): one directory name inside "
+                             "`dir`, or a/b subfolders; never absolute, never `..`.")
     overwrite: bool = Field(False, description="Allow writing into an existing run dir that is not being resumed.")
     plot: bool = Field(True, description="Write loss plot PNGs.")
     save_merged: bool = Field(False, description="Also save a merged (adapter folded in) model.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_inside_dir(cls, v: str | None) -> str | None:
+        # The run dir must stay inside output.dir: with overwrite=true an escaping name would clobber other files.
+        if v is None:
+            return v
+        parts = v.replace("\\", "/").split("/")
+        if not v.strip() or v.startswith(("/", "~")) or (len(v) > 1 and v[1] == ":") or \
+                any(p in ("", ".", "..") for p in parts) or any(c in v for c in "\0\n\r"):
+            raise ValueError("must be a run name inside output.dir (letters, digits, '-', '_', '.'; a/b for "
+                             "subfolders; no absolute path, '..', '~' or empty parts)")
+        return v
 
 
 class Config(Section):

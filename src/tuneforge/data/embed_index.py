@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.errors import ModelLoadError
+from tuneforge.safe_weights import check_local_weights
 
 DEFAULT_MODEL = "builtin:minilm"
 # Index sizes above this use HNSW. Exact search costs n_index BLAS dot products per query, HNSW ~efSearch x M
@@ -40,6 +41,7 @@ def resolve_model_dir(name: str) -> str:
 def load_encoder(name: str = DEFAULT_MODEL):
     """A sentence-transformers model on CPU (cached per process)."""
     path = resolve_model_dir(name)
+    check_local_weights(path, "embedding model")  # never hand a pickle (.bin) to torch.load
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -52,7 +54,7 @@ def load_encoder(name: str = DEFAULT_MODEL):
     except ImportError:  # pragma: no cover
         pass
     try:
-        return SentenceTransformer(path, device="cpu")
+        return SentenceTransformer(path, device="cpu", model_kwargs={"use_safetensors": True})
     except Exception as e:  # missing dir, no network for a hub id, broken weights
         raise ModelLoadError(f"cannot load embedding model '{name}' ({path}): {e}") from None
 

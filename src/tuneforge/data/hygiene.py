@@ -10,13 +10,14 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from tuneforge import run_lock
 from tuneforge.data.decontam import DecontamSettings, decontaminate, load_benchmarks
 from tuneforge.data.decontam_report import CATEGORIES
 from tuneforge.data.dedup import dedup
 from tuneforge.data.hygiene_io import config_inputs, is_config, read_dataset, source_files, write_by_source
 from tuneforge.data.qa_fields import FieldSpec, rows_to_qas
 from tuneforge.data.quality import QualityRules, filter_quality
-from tuneforge.errors import DataError
+from tuneforge.errors import ConfigError, DataError
 
 
 def _inputs(paths: list[str]) -> tuple[list[str], list[str]]:
@@ -54,6 +55,14 @@ def run_decontam(train: list[str], against: list[str], methods: list[str], thres
     if not against:
         raise DataError("no benchmark files to compare against",
                         hint="pass --against FILE (or set data.decontaminate_against in the config)")
+    if k < 1:  # checked before any work, so summary.json never records a value that was not used
+        raise ConfigError(f"--k must be at least 1 (got {k})", hint="the number of nearest benchmark questions "
+                          "checked per training record, e.g. --k 5")
+    out_dir = Path(out) if out else _default_out(data[0], "decontam")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError("--out must be a directory, but this is an existing file", file=str(out_dir),
+                        hint="choose a new directory name for the filtered data and report")
+    run_lock.acquire(out_dir, "decontam output dir")  # one writer per output dir, held until the process ends
     drop = tuple(c for c in CATEGORIES if not (keep_similar and c == "similar-but-different"))
     settings = DecontamSettings(methods=tuple(methods), threshold=threshold, ngram=ngram, model=model, k=k,
                                 index=index, cache_dir=cache_dir, drop=drop)
@@ -61,7 +70,6 @@ def run_decontam(train: list[str], against: list[str], methods: list[str], thres
     qas = rows_to_qas(rows, FieldSpec.parse(train_field))
     bench = load_benchmarks(against, FieldSpec.parse(field))
     report = decontaminate(qas, bench, settings)
-    out_dir = Path(out) if out else _default_out(data[0], "decontam")
     removed = set(report.removed)
     files = write_by_source([r for i, r in enumerate(rows) if i not in removed], source_files(rows), out_dir)
     report.outputs["filtered"] = ", ".join(str(f) for f in files)

@@ -39,7 +39,13 @@ def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport, kind: Sampl
     feedback, prompts) and may return None for a row it dropped and counted itself."""
     spec = resolve_spec(spec, cfg.data.dataset_dir)
     samples: list = []
-    for row in iter_rows(spec):
+
+    def skip(e: DataError) -> None:  # unreadable rows (bad JSON line, bad UTF-8) count like invalid records
+        report.read += 1
+        report.invalid += 1
+        report.warnings.append(f"skipped {e.message}")
+
+    for row in iter_rows(spec, on_invalid=skip if cfg.data.invalid == "skip" else None):
         report.read += 1
         try:
             sample = convert(row, spec) if convert else to_sample(row, spec.format, spec.columns, spec.tags, kind)

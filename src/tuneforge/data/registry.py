@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tuneforge.config.schema import DatasetSpec
-from tuneforge.data.readers import Row, read_rows
+from tuneforge.data.readers import OnInvalid, Row, read_rows
 from tuneforge.errors import DataError
 
 # LLaMA-Factory column keys → our canonical field names.
@@ -58,13 +58,14 @@ def resolve_spec(spec: DatasetSpec, dataset_dir: str | None) -> DatasetSpec:
     })
 
 
-def iter_rows(spec: DatasetSpec) -> Iterator[Row]:
-    """Rows of a local file/dir, a `save_to_disk` dir, or a hub dataset (only with network allowed)."""
+def iter_rows(spec: DatasetSpec, on_invalid: OnInvalid = None) -> Iterator[Row]:
+    """Rows of a local file/dir, a `save_to_disk` dir, or a hub dataset (only with network allowed); unreadable
+    rows of local files go to `on_invalid` when given (see readers.read_rows)."""
     p = Path(spec.path)
     if p.is_dir() and ((p / "state.json").exists() or (p / "dataset_dict.json").exists()):
         yield from _hf_rows(spec, from_disk=True)
     elif p.exists():
-        yield from read_rows(p)
+        yield from read_rows(p, on_invalid)
     else:
         yield from _hf_rows(spec, from_disk=False)
 

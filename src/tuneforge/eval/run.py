@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tuneforge import run_lock
 from tuneforge.config import load_config
 from tuneforge.config.evaluation import EvalConfig
 from tuneforge.config.load import deep_merge, parse_overrides
@@ -277,7 +278,8 @@ def eval_cli(targets: list[str], config: str | None = None, out: str | None = No
                           hint="tuneforge eval --compare runs/base-vs runs/tuned")
     target, cfg = resolve_single(names[0] if names else None, config, overrides, out)
     prepared = prepare_tasks(cfg.eval, tasks, limit)
-    results = evaluate(target, cfg.eval, prepared, log=log, reuse=not force)
+    with run_lock.acquire(target.out_dir, "eval output dir"):  # one writer per results.json
+        results = evaluate(target, cfg.eval, prepared, log=log, reuse=not force)
     log(f"results: {target.out_dir / 'results.md'}")
     return results
 
@@ -319,6 +321,7 @@ def compare_cli(names: list[str], config: str | None, overrides: list[str], out:
                                      Path(ref_cfg.output.dir) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     targets = compare_targets(names, ref_cfg, out_dir)
     prepared = prepare_tasks(ref_cfg.eval, tasks, limit)
+    lock = run_lock.acquire(out_dir, "comparison output dir")  # one writer; an error exit frees it with the process
     entries = []
     for t in targets:
         res = evaluate(t, ref_cfg.eval, prepared, log=log, reuse=not force)

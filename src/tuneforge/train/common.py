@@ -7,6 +7,7 @@ belongs to `tuneforge.runs`.
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -14,9 +15,10 @@ import shutil
 from pathlib import Path
 
 from tuneforge.config.schema import Config
-from tuneforge.errors import ConfigError, TrainingError
+from tuneforge.errors import ConfigError, TrainingError, TrainingInterrupted
 from tuneforge.runs import RunDir, atomic_dir
 from tuneforge.train.callbacks import MetricsCallback, RichProgressCallback
+from tuneforge.train.guards import DivergenceGuard, NewPeakLR, StopSignal, divergence_error
 from tuneforge.train.plots import plot_metrics
 
 
@@ -84,14 +86,28 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=N
 class GuardMixin:
     """NaN/inf guard + atomic checkpoints; mix into any transformers Trainer subclass."""
 
+    def train(self, *args, **kwargs):
+        # SIGTERM/SIGINT handlers live exactly as long as training: afterwards (or after an error) they are the
+        # caller's again, so an interactive session's Ctrl-C is never swallowed.
+        stop = _find_callback(self, StopSignal)
+        if stop:
+            stop.install()
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if stop:
+                stop.uninstall()
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not math.isfinite(float(loss)):
-            last = RunDir(Path(self.args.output_dir).parent).latest_checkpoint()
-            raise TrainingError(
-                f"non-finite loss ({float(loss)}) at step {self.state.global_step + 1}; training stopped",
-                hint=f"last good checkpoint: {last}" if last else "no checkpoint was written before this step; "
-                "try a lower train.lr")
+            # The weights that produced this loss are those of the previous step: checkpoints from there on are
+            # marked diverged, and the error names the one `--resume` will really continue from.
+            step = self.state.global_step + 1
+            guard = _find_callback(self, DivergenceGuard)
+            bad = min(step, guard.first_bad_step or step) if guard else step
+            run = RunDir(Path(self.args.output_dir).parent, main=self.is_world_process_zero())
+            raise divergence_error(run, f"non-finite loss ({float(loss)}) at step {step}", bad)
         return loss
 
     def _save_checkpoint(self, model, trial):
@@ -103,21 +119,50 @@ class GuardMixin:
         staging = os.path.join(final_root, ".staging")
         shutil.rmtree(staging, ignore_errors=True)
         self.args.output_dir = staging
+        name = f"checkpoint-{self.state.global_step}"
         try:
             super()._save_checkpoint(model, trial)
+        except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise _disk_error(e, f"{name}", RunDir(Path(final_root).parent).latest_checkpoint()) from None
         finally:
             self.args.output_dir = final_root
-        name = f"checkpoint-{self.state.global_step}"
         target = os.path.join(final_root, name)
         if os.path.exists(target):
             shutil.rmtree(target)
         os.replace(os.path.join(staging, name), target)
         shutil.rmtree(staging, ignore_errors=True)
-        if self.args.should_save and self.args.save_total_limit:
+        guard = _find_callback(self, DivergenceGuard)
+        if self.args.should_save and self.args.save_total_limit and not (guard and guard.suspect):
             from transformers.trainer_utils import rotate_checkpoints
 
             rotate_checkpoints(output_dir=final_root, save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+
+
+def resume_point(run: RunDir) -> Path | None:
+    """The checkpoint `--resume` continues from (None: start fresh), announced on the main process."""
+    ckpt = run.latest_checkpoint()
+    if ckpt is not None and run.main:
+        print(f"resuming from {ckpt.name} (step {ckpt.name.split('-')[1]}) in {run.root}", flush=True)
+    return ckpt
+
+
+def _find_callback(trainer, cls):
+    return next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, cls)), None)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_error(e: OSError, what: str, kept: Path | None) -> BaseException:
+    """Out of space (or over a file-size limit) while saving: one line; the atomic save left nothing half-written."""
+    if e.errno not in DISK_FULL:
+        return e
+    where = f" ({e.filename})" if e.filename else ""
+    return TrainingError(f"no space left while saving {what}{where}: {os.strerror(e.errno)}; nothing was half-written",
+                         hint=f"free disk space, then add --resume to continue from {kept}" if kept else
+                         "free disk space (or point output.dir at a larger disk) and start again")
 
 
 def make_trainer_class(base):
@@ -136,7 +181,8 @@ def TuneforgeTrainer(*args, **kwargs):  # noqa: N802 - reads like a class at cal
 
 
 def callbacks(cfg: Config, run: RunDir) -> list:
-    return [MetricsCallback(run.metrics), RichProgressCallback()]
+    return [MetricsCallback(run.metrics), RichProgressCallback(), DivergenceGuard(run, cfg.train.on_divergence),
+            NewPeakLR(), StopSignal(), *observers()]
 
 
 def fit(trainer, run: RunDir, resume: bool) -> dict:
@@ -145,11 +191,16 @@ def fit(trainer, run: RunDir, resume: bool) -> dict:
 
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
-    ckpt = run.latest_checkpoint() if resume else None
+    ckpt = resume_point(run) if resume else None
     run.truncate_metrics(int(ckpt.name.split("-")[1]) if ckpt is not None else None)
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     if trainer.args.should_save:
         plot_metrics(run.metrics, run.plots)
+    stop = _find_callback(trainer, StopSignal)
+    if stop and stop.received is not None:
+        saved = run.latest_checkpoint()
+        raise TrainingInterrupted(f"stopped by {stop.name} at step {trainer.state.global_step}; saved {saved}",
+                                  hint="add --resume to the same command to continue")
     return dict(result.metrics)
 
 
@@ -159,13 +210,16 @@ def save_final(model, tokenizer, run: RunDir, cfg: Config) -> Path:
     target = run.adapter if is_peft else run.model
     if not run.main:
         return target
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-    if is_peft and cfg.output.save_merged:
-        with atomic_dir(run.model) as tmp:
-            model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+    try:
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
+        if is_peft and cfg.output.save_merged:
+            with atomic_dir(run.model) as tmp:
+                model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp)
+    except OSError as e:
+        raise _disk_error(e, "the final model", run.latest_checkpoint()) from None
     return target

@@ -43,13 +43,17 @@ def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> di
     set_seed(cfg.train.seed)  # before any weights are created: LoRA/head init must be reproducible
     if dry_run:
         return stage.dry_run(cfg)
+    stage.preflight(cfg)  # a bad model path fails here, before the run dir exists or data is read
     run = open_run(cfg, resume)
-    t0 = time.time()
-    metrics = stage.run(cfg, run, resume)
-    if cfg.eval.after_train:
-        metrics.update(after_training(cfg, run))
-    metrics["wall_time_s"] = round(time.time() - t0, 2)
-    run.write_json("results.json", metrics)
+    try:
+        t0 = time.time()
+        metrics = stage.run(cfg, run, resume)
+        if cfg.eval.after_train:
+            metrics.update(after_training(cfg, run))
+        metrics["wall_time_s"] = round(time.time() - t0, 2)
+        run.write_json("results.json", metrics)
+    finally:
+        run.release()
     return {"run_dir": str(run.root), **metrics}
 
 

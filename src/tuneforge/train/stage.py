@@ -11,6 +11,7 @@ from typing import Any
 
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
+from tuneforge.models.load import check_model_source
 from tuneforge.runs import RunDir
 
 
@@ -35,6 +36,11 @@ class Stage:
     def main_metric(self, cfg: Config) -> str:
         """The metric this stage reports first and selects checkpoints by."""
         return self.metrics[0] if cfg.task.metric == "auto" else cfg.task.metric
+
+    def preflight(self, cfg: Config) -> None:
+        """Cheap checks before the run dir is created and data is read: the model (and adapter) can be found and
+        hold loadable weights. A stage with other inputs extends this."""
+        check_model_source(cfg.model)
 
     def check_data(self, cfg: Config) -> dict[str, Any]:
         """`tuneforge data check`: read, validate and tokenize the data without training; counts and lengths."""

@@ -97,3 +97,17 @@ def test_packing_accepts_true_false_auto_and_names_the_key_otherwise(tmp_path):
     p = write(tmp_path, "data:\n  packing: sometimes\n")
     with pytest.raises(ConfigError, match=r"data\.packing.*sometimes"):
         load_config(p)
+
+
+def test_one_alias_table_for_yaml_and_overrides(tmp_path):
+    from tuneforge.config.load import load_config
+    from tuneforge.errors import ConfigError
+
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  learning_rate: 0.001\n  num_train_epochs: 2\nlora:\n  rank: 4\n")
+    cfg = load_config(f)
+    assert (cfg.train.lr, cfg.train.epochs, cfg.lora.r) == (0.001, 2, 4)
+    assert load_config(f, ["train.learning_rate=0.5"]).train.lr == 0.5
+    f.write_text("train:\n  learning_rate: 0.001\n  lr: 0.002\n")
+    with pytest.raises(ConfigError, match="both 'train.learning_rate' and 'train.lr'"):
+        load_config(f)

@@ -90,8 +90,10 @@ def test_json_list_reports_record_line(tmp_path):
 
 def test_skip_mode_counts_invalid(tmp_path):
     p = jsonl(tmp_path, [GOOD, {"instruction": "x"}, GOOD, "not json"])
-    with pytest.raises(DataError):  # malformed JSON is never skippable: the file itself is broken
-        load_datasets(cfg_for(p, "data.invalid=skip"))
+    with pytest.raises(DataError):  # data.invalid=error (the default): the first bad line stops with file:line
+        load_datasets(cfg_for(p))
+    train, _, rep = load_datasets(cfg_for(p, "data.invalid=skip"))  # a malformed JSON line is a bad row too
+    assert len(train) == 2 and rep.invalid == 2 and rep.read == 4 and ":4: malformed JSON" in rep.warnings[1]
     p = jsonl(tmp_path, [GOOD, {"instruction": "x"}, GOOD], "ok.jsonl")
     train, _, rep = load_datasets(cfg_for(p, "data.invalid=skip"))
     assert len(train) == 2 and rep.invalid == 1 and "ok.jsonl:2" in rep.warnings[0]
