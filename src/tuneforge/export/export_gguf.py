@@ -8,8 +8,8 @@ The tokenizer rebuilt from the file must tokenize the sample text like the sourc
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tuneforge.data.templates import stop_token_ids
 from tuneforge.export.gguf import QUANTS, check_supported, write_gguf
@@ -17,7 +17,14 @@ from tuneforge.export.merge import default_out
 from tuneforge.export.modelfile import modelfile, template_family
 from tuneforge.export.report import measure, write_report
 from tuneforge.export.source import chat_template, load_source, open_source
-from tuneforge.export.verify import all_logits, check, load_texts, max_abs_diff, perplexity, sample_ids
+from tuneforge.export.verify import (
+    all_logits,
+    check,
+    load_texts,
+    max_abs_diff,
+    perplexity,
+    sample_ids,
+)
 from tuneforge.models.load import resolve_model_path
 from tuneforge.runs import atomic_dir
 
@@ -26,7 +33,8 @@ PPL_TOLERANCE = {"f16": 0.01, "bf16": 0.01, "q8_0": 0.01, "q5_0": 0.05, "q5_1": 
 
 
 def export_gguf(source: str, out: str | None = None, quant: str = "f16", tolerance: float | None = None,
-                sample_file: str | None = None, eval_config: str | None = None, log: Log = print) -> dict:
+                sample_file: str | None = None, eval_config: str | None = None,
+                latency: bool = True, log: Log = print) -> dict:
     """Write `<out>/model-<quant>.gguf` + `Modelfile` + report; raises VerificationError above tolerance."""
     src = open_source(source)
     target = default_out(source, f"gguf-{quant}", out)
@@ -41,7 +49,7 @@ def export_gguf(source: str, out: str | None = None, quant: str = "f16", toleran
     stops = stop_token_ids(tokenizer, src.template)
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="hf float32",
-                         eval_config=eval_config, eval_out=tmp, template=src.template, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
         counts = write_gguf(model, tokenizer, tmp / name, quant, template, src.label, stops)
         family = template_family(src.template, template)
         stop_text = [tokenizer.convert_ids_to_tokens(i) for i in stops]
@@ -68,7 +76,7 @@ def export_gguf(source: str, out: str | None = None, quant: str = "f16", toleran
         for check_name, c in checks.items():
             check(f"gguf {quant} {check_name}", c["value"], c["tolerance"])
         after = measure(loaded, tokenizer, tmp / name, rows, label=f"gguf {quant}", eval_config=eval_config,
-                        eval_out=tmp, template=src.template, log=log)
+                        eval_out=tmp, template=src.template, latency=latency, log=log)
         report = write_report(tmp, f"export gguf {quant}", source, before, after, checks,
                               {"max_abs_logit_diff": diff, "tensor_types": counts, "template_family": family,
                                "tokenizer_mismatches": mismatches, "llama_cpp_max_abs_logit_diff": llama_cpp},
@@ -88,8 +96,10 @@ def load_gguf(folder: Path, name: str):
 
 def tokenizer_mismatches(source_tok, gguf_tok, texts: list[str]) -> int:
     """How many texts the GGUF tokenizer splits differently from the source tokenizer."""
-    return sum(source_tok(t, add_special_tokens=False)["input_ids"] != gguf_tok(t, add_special_tokens=False)["input_ids"]
-               for t in texts)
+    def ids(tok, text):
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    return sum(ids(source_tok, t) != ids(gguf_tok, t) for t in texts)
 
 
 def llama_cpp_diff(path: Path, rows, reference) -> float | None:
@@ -110,4 +120,4 @@ def llama_cpp_diff(path: Path, rows, reference) -> float | None:
     return worst
 
 
-__all__ = ["export_gguf", "QUANTS"]
+__all__ = ["QUANTS", "export_gguf"]

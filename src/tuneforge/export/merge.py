@@ -7,14 +7,27 @@ adapter-on-base model on sample text: max abs logit difference in float32, perpl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tuneforge.data.templates import stop_token_ids
 from tuneforge.errors import ConfigError
 from tuneforge.export.report import measure, write_report
-from tuneforge.export.source import Source, auto_class, chat_template, load_source, open_source
-from tuneforge.export.verify import all_logits, check, load_texts, max_abs_diff, perplexity, sample_ids
+from tuneforge.export.source import (
+    Source,
+    auto_class,
+    chat_template,
+    load_source,
+    open_source,
+)
+from tuneforge.export.verify import (
+    all_logits,
+    check,
+    load_texts,
+    max_abs_diff,
+    perplexity,
+    sample_ids,
+)
 from tuneforge.models.load import resolve_model_path
 from tuneforge.runs import atomic_dir, is_run_dir
 
@@ -48,6 +61,7 @@ def save_standard(model, tokenizer, src: Source, target: Path, max_shard_size: s
 
 def export_hf(source: str, out: str | None = None, dtype: str = "float32", tolerance: float = 1e-4,
               ppl_tolerance: float = 0.01, sample_file: str | None = None, eval_config: str | None = None,
+                latency: bool = True,
               max_shard_size: str = "2GB", log: Log = print) -> dict:
     """Merge (or copy) and verify; returns the report. Raises VerificationError above tolerance (nothing kept)."""
     import torch
@@ -63,7 +77,7 @@ def export_hf(source: str, out: str | None = None, dtype: str = "float32", toler
     log(f"{what}: {src.model.path}{' + ' + src.model.adapter if src.has_adapter else ''}")
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label=what,
-                         eval_config=eval_config, eval_out=tmp, template=src.template, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
         merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
         merged = merged.to(getattr(torch, dtype))
         save_standard(merged, tokenizer, src, tmp, max_shard_size)
@@ -80,7 +94,7 @@ def export_hf(source: str, out: str | None = None, dtype: str = "float32", toler
         for name, c in checks.items():
             check(name, c["value"], c["tolerance"])
         after = measure(reloaded, tokenizer, tmp, rows, label=f"merged {dtype}", eval_config=eval_config,
-                        eval_out=tmp, template=src.template, log=log)
+                        eval_out=tmp, template=src.template, latency=latency, log=log)
         report = write_report(tmp, "export hf", source, before, after, checks,
                               {"max_abs_logit_diff": diff, "dtype": dtype}, log=log)
     log(f"wrote {target}")

@@ -13,15 +13,22 @@ saved, reloaded with plain transformers, checked finite, and must generate.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tuneforge.config.schema import ModelConfig
 from tuneforge.errors import ConfigError
 from tuneforge.export.merge import save_standard
 from tuneforge.export.report import write_report
 from tuneforge.export.source import Source, auto_class, load_source, open_source
-from tuneforge.export.verify import SAMPLE_TEXTS, VerificationError, all_logits, perplexity, sample_ids, weight_stats
+from tuneforge.export.verify import (
+    SAMPLE_TEXTS,
+    VerificationError,
+    all_logits,
+    perplexity,
+    sample_ids,
+    weight_stats,
+)
 from tuneforge.runs import atomic_dir
 
 Log = Callable[[str], None]

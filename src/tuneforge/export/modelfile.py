@@ -13,13 +13,13 @@ GO_TEMPLATES = {
         ["<|im_start|>", "<|im_end|>"],
     ),
     "llama3": (
-        "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}"
-        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        ("{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}"
+         "<|start_header_id|>assistant<|end_header_id|>\n\n"),
         ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
     ),
     "mistral": (
-        "{{- range .Messages }}{{ if eq .Role \"user\" }}[INST] {{ .Content }} [/INST]"
-        "{{ else if eq .Role \"assistant\" }}{{ .Content }}</s>{{ end }}{{ end }}",
+        ("{{- range .Messages }}{{ if eq .Role \"user\" }}[INST] {{ .Content }} [/INST]"
+         "{{ else if eq .Role \"assistant\" }}{{ .Content }}</s>{{ end }}{{ end }}"),
         ["[INST]", "[/INST]"],
     ),
 }

@@ -14,14 +14,22 @@ refills the zeros of an unstructured one).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tuneforge.errors import ConfigError
 from tuneforge.export.merge import default_out, save_standard
 from tuneforge.export.report import measure, write_report
 from tuneforge.export.source import auto_class, load_source, open_source
-from tuneforge.export.verify import all_logits, check, is_causal_lm, load_texts, max_abs_diff, perplexity, sample_ids
+from tuneforge.export.verify import (
+    all_logits,
+    check,
+    is_causal_lm,
+    load_texts,
+    max_abs_diff,
+    perplexity,
+    sample_ids,
+)
 from tuneforge.models.load import resolve_model_path
 from tuneforge.models.registry import get_layers
 from tuneforge.runs import atomic_dir
@@ -83,7 +91,7 @@ def prune_mlp_channels(model, fraction: float, multiple: int = 8) -> tuple[int, 
     if parts is None or layers is None:
         raise ConfigError(f"structured pruning supports {', '.join(MLP)} models, not '{model.config.model_type}'")
     old = model.config.intermediate_size
-    new = max(multiple, int(round(old * (1 - fraction) / multiple)) * multiple)
+    new = max(multiple, round(old * (1 - fraction) / multiple) * multiple)
     if new >= old:
         raise ConfigError(f"--mlp {fraction} removes no channel of {old} (kept {new}, rounded to {multiple})")
     with torch.no_grad():
@@ -114,6 +122,7 @@ def _shrink(linear, keep, dim: int):
 
 def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp: float = 0.0,
                 tolerance: float | None = None, sample_file: str | None = None, eval_config: str | None = None,
+                latency: bool = True,
                 log: Log = print) -> dict:
     """Prune, save, reload with plain transformers and check; returns the before/after report."""
     import torch
@@ -129,7 +138,7 @@ def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp:
     reference = all_logits(model, rows)
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="dense",
-                         eval_config=eval_config, eval_out=tmp, template=src.template, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
         info = {}
         if mlp:
             info["intermediate_size"] = prune_mlp_channels(model, mlp)
@@ -147,7 +156,7 @@ def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp:
         for name, c in checks.items():
             check(f"prune {name}", c["value"], c["tolerance"])
         after = measure(reloaded, tokenizer, tmp, rows, label="pruned", eval_config=eval_config, eval_out=tmp,
-                        template=src.template, log=log)
+                        template=src.template, latency=latency, log=log)
         report = write_report(tmp, "prune", source, before, after, checks,
                               {"sparsity_target": sparsity, "mlp_fraction": mlp, **info}, log=log)
     log(f"wrote {target}; recover with: tuneforge train CONFIG model.path={target}")

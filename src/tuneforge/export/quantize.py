@@ -9,13 +9,20 @@ QLoRA (4-bit bitsandbytes training) is `model.quantization` in training, not thi
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable
+from collections.abc import Callable
 
 from tuneforge.errors import ConfigError, ModelLoadError
 from tuneforge.export.merge import default_out, save_standard
 from tuneforge.export.report import measure, write_report
 from tuneforge.export.source import auto_class, load_source, open_source
-from tuneforge.export.verify import all_logits, check, is_causal_lm, load_texts, perplexity, sample_ids
+from tuneforge.export.verify import (
+    all_logits,
+    check,
+    is_causal_lm,
+    load_texts,
+    perplexity,
+    sample_ids,
+)
 from tuneforge.models.load import resolve_model_path
 from tuneforge.runs import atomic_dir
 
@@ -26,9 +33,13 @@ DEFAULT_TOLERANCE = {8: 0.02, 4: 0.10}  # max relative perplexity change on the 
 def torchao_config(bits: int, group_size: int):
     """The transformers `TorchAoConfig` for int8 / int4 weight-only quantization."""
     if importlib.util.find_spec("torchao") is None:
-        raise ModelLoadError("quantize needs torchao", hint="pip install 'tuneforge[quant]'")
+        raise ModelLoadError("quantize needs torchao", hint="pip install torchao, the quant extra")
     import torch
-    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, PerGroup
+    from torchao.quantization import (
+        Int8WeightOnlyConfig,
+        IntxWeightOnlyConfig,
+        PerGroup,
+    )
     from transformers import TorchAoConfig
 
     if bits == 8:
@@ -41,6 +52,7 @@ def torchao_config(bits: int, group_size: int):
 
 def quantize_model(source: str, out: str | None = None, bits: int = 8, group_size: int = 32,
                    tolerance: float | None = None, sample_file: str | None = None, eval_config: str | None = None,
+                latency: bool = True,
                    log: Log = print) -> dict:
     """Merge (if an adapter), save float, re-load it quantized, save, reload from disk and compare perplexity."""
     import torch
@@ -56,7 +68,7 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
     reference = all_logits(model, rows)
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="float32",
-                         eval_config=eval_config, eval_out=tmp, template=src.template, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
         plain = tmp / ".float"
         save_standard(model, tokenizer, src, plain)  # torchao quantizes while loading a checkpoint
         del model
@@ -77,7 +89,7 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
         for name, c in checks.items():
             check(f"int{bits} {name}", c["value"], c["tolerance"])
         after = measure(reloaded, tokenizer, tmp, rows, label=f"int{bits}", eval_config=eval_config, eval_out=tmp,
-                        template=src.template, log=log)
+                        template=src.template, latency=latency, log=log)
         report = write_report(tmp, f"quantize int{bits}", source, before, after, checks,
                               {"bits": bits, "group_size": group_size if bits == 4 else None}, log=log)
     log(f"wrote {target} (loads with transformers.AutoModel*.from_pretrained when torchao is installed)")

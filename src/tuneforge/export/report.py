@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tuneforge.eval.run import Target, evaluate, load_eval_config
-from tuneforge.export.verify import all_logits, is_causal_lm, latency_ms_per_token, path_size, perplexity, weight_stats
+from tuneforge.export.verify import (
+    all_logits,
+    is_causal_lm,
+    latency_ms_per_token,
+    path_size,
+    perplexity,
+    weight_stats,
+)
 from tuneforge.runs import atomic_json, atomic_write
 
 Log = Callable[[str], None]

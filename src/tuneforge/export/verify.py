@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tuneforge.errors import DataError, TuneforgeError
 
@@ -72,8 +73,8 @@ def sample_ids(tokenizer, texts: Sequence[str], max_len: int = 128, chat: bool =
     if chat and getattr(tokenizer, "chat_template", None):
         try:
             rows.append(list(tokenizer.apply_chat_template(SAMPLE_CHAT, tokenize=True, return_dict=False))[:max_len])
-        except Exception:  # a template that needs fields we do not give: prose samples are enough
-            pass
+        except (ValueError, TypeError, KeyError) as e:  # a template needing fields we do not give: prose is enough
+            print(f"note: chat sample skipped ({type(e).__name__}: {e})")
     return [r for r in rows if len(r) >= 2]
 
 
@@ -113,7 +114,7 @@ def is_causal_lm(model) -> bool:
     return hasattr(model, "generate") and getattr(model, "can_generate", lambda: False)()
 
 
-def latency_ms_per_token(model, tokenizer, new_tokens: int = 32, repeats: int = 2) -> float:
+def latency_ms_per_token(model, tokenizer, new_tokens: int = 16, repeats: int = 2) -> float:
     """Milliseconds per generated token (greedy, batch 1); for encoders: per input token of one forward pass."""
     import torch
 
