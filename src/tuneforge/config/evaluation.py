@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-GEN_METRICS = ("exact_match", "f1", "bleu", "chrf", "ter", "rouge", "accuracy")
-PRESETS = ("mmlu", "arc", "openbookqa", "hellaswag_obqa", "truthfulqa_mc1", "gsm8k", "squad", "translation")
+GEN_METRICS = ("exact_match", "f1", "bleu", "chrf", "ter", "rouge", "accuracy", "strict_match", "flexible_extract")
+MCQ_METRICS = ("acc", "acc_norm", "mc2")
+PRESETS = ("mmlu", "arc", "openbookqa", "hellaswag", "hellaswag_obqa", "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k",
+           "generate_until", "squad", "translation")
 
 
 class _Strict(BaseModel):
@@ -43,19 +45,25 @@ class EvalTaskConfig(_Strict):
     target: str | None = Field(None, description="generate: field path of the reference text (a string or a list).")
     metrics: list[str] = Field(
         default_factory=list, description="generate: any of " + ", ".join(GEN_METRICS) + " (default: preset's, else "
-                                          "exact_match + f1).")
+                                          "exact_match + f1); mcq: " + ", ".join(MCQ_METRICS) + " (default: "
+                                          "preset's, else acc + acc_norm).")
     extract: Literal["none", "number", "choice"] | None = Field(
         None, description="generate: answer extraction before scoring (number: GSM8K final number; choice: A-D; "
                           "default: the preset's, else none).")
     chat: bool = Field(False, description="generate: wrap the prompt in the tokenizer's chat template.")
     stop: list[str] = Field(default_factory=list, description="generate: stop strings (cut from the output).")
     max_new_tokens: int | None = Field(None, gt=0, description="generate: override of eval.max_new_tokens.")
-    description: str = Field("", description="Text put before the few-shot examples (e.g. an instruction).")
-    fewshot: int = Field(0, ge=0, description="Number of solved examples prepended to each prompt.")
+    description: str | None = Field(
+        None, description="Text put before the few-shot examples, a template over the row (default: the preset's; "
+                          "\"\" = none).")
+    fewshot: int | None = Field(None, ge=0, description="Number of solved examples prepended to each prompt "
+                                                         "(default: the preset's, as lm-eval: gsm8k 5, others 0).")
     fewshot_file: str | None = Field(None, description="File the few-shot examples come from (default: `file`, "
                                                          "never the sample itself).")
-    fewshot_sampler: Literal["random", "first_n"] = Field(
-        "random", description="random: seeded per sample (order-independent); first_n: the first k rows.")
+    fewshot_sampler: Literal["lm_eval", "random", "first_n"] | None = Field(
+        None, description="lm_eval: lm-eval's default sampler (one RNG seeded with eval.seed, drawn in file order); "
+                          "first_n: the first k rows (lm-eval's MMLU/GSM8K); random: seeded per sample, so a "
+                          "sample's examples don't depend on limit or order. Default: the preset's, else lm_eval.")
     target_delimiter: str = Field(" ", description="Between a prompt and its answer (lm-eval's target_delimiter).")
     fewshot_delimiter: str = Field("\n\n", description="Between few-shot examples (lm-eval's fewshot_delimiter).")
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N samples.")
@@ -63,9 +71,9 @@ class EvalTaskConfig(_Strict):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in GEN_METRICS]
+        bad = [m for m in v if m not in GEN_METRICS + MCQ_METRICS]
         if bad:
-            raise ValueError(f"unknown metric(s) {bad}; choose from {list(GEN_METRICS)}")
+            raise ValueError(f"unknown metric(s) {bad}; choose from {list(GEN_METRICS + MCQ_METRICS)}")
         return v
 
     @model_validator(mode="before")
@@ -85,11 +93,20 @@ class EvalConfig(_Strict):
     batch_size: int = Field(8, gt=0, description="MCQ: questions per forward pass; generate: prompts per batch.")
     max_length: int | None = Field(None, gt=0, description="Max tokens per sequence (default: the model's limit); "
                                                              "longer prompts lose their left part, as in lm-eval.")
-    max_new_tokens: int = Field(128, gt=0, description="generate: max tokens generated per sample.")
+    max_new_tokens: int = Field(128, gt=0, description="generate: max tokens generated per sample (the gsm8k and "
+                                                        "generate_until presets use lm-eval's 256).")
     do_sample: bool = Field(False, description="generate: sample instead of greedy decoding.")
     temperature: float = Field(1.0, gt=0, description="generate: sampling temperature (do_sample only).")
     top_p: float = Field(1.0, gt=0, le=1, description="generate: nucleus sampling mass (do_sample only).")
-    seed: int = Field(1234, description="Seed for few-shot sampling, sampled generation and bootstrap CIs.")
+    seed: int = Field(1234, description="Seed for few-shot sampling (lm-eval's fewshot seed), sampled generation "
+                                        "and bootstrap CIs.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice, all cores).")
+    batch_tokens: int | None = Field(
+        None, gt=0, description="MCQ: also cap a forward at this many padded tokens (rows x longest row); long "
+                                "5-shot rows then batch fewer questions (default: batch_size alone).")
+    progress: Literal["auto", "bar", "lines", "off"] = Field(
+        "auto", description="Progress per task: a bar with ETA on a terminal, plain unwrapped lines otherwise "
+                            "(auto), or off.")
     scoring: Literal["auto", "shared", "separate"] = Field(
         "auto", description="MCQ: shared = context encoded once, all choices in one row (tree attention mask); "
                             "separate = one row per choice (lm-eval's way); auto = shared, checked once against separate.")

@@ -84,6 +84,10 @@ def score_generations(spec: TaskSpec, samples: Sequence[GenSample], outputs: Seq
                 vals = [float(p != "" and p in r) for p, r in zip(preds, refs)]
             _put(per, name, vals)
             summary[name] = _mean(vals)
+        elif name in M.GSM8K_FILTERS:  # lm-eval's gsm8k filters on the raw output
+            vals = [M.gsm8k_score(name, o, s.references) for o, s in zip(outputs, samples)]
+            _put(per, name, vals)
+            summary[name] = _mean(vals)
         elif name == "rouge":
             for t in M.ROUGE_TYPES:
                 vals = [M.rouge([p], [r], types=(t,))[t] for p, r in zip(preds, refs)]

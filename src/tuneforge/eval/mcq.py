@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from tuneforge.eval.prefix import compute_prefix, expand_cache, prefix_groups
 from tuneforge.eval.tasks import McqSample
 from tuneforge.models.registry import base_model
 
@@ -62,11 +63,13 @@ class McqScorer:
     """Log-likelihood of each choice of each question, batched."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int | None = None,
-                 mode: str = "auto"):
+                 mode: str = "auto", prefix_cache: bool = True, batch_tokens: int | None = None):
         if mode not in {"auto", "shared", "separate"}:
             raise ValueError(f"mode must be auto, shared or separate, not {mode!r}")
         self.model, self.tok = model, tokenizer
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.prefix_cache = prefix_cache
         self.max_length = resolve_max_length(model, tokenizer, max_length)
         self.mode = mode
         base = base_model(model)
@@ -110,33 +113,56 @@ class McqScorer:
         encoded = [self.encode(s.context, [delimiter + c for c in s.choices]) for s in samples]
         if self.mode == "auto":
             self.mode = self._check_shared(encoded)
-        run = self._shared_batch if self.mode == "shared" else self._separate_batch
         lls: list[list[float] | None] = [None] * len(samples)
         greedy: list[list[bool] | None] = [None] * len(samples)
-        order = sorted(range(len(encoded)), key=lambda i: -self._row_len(encoded[i]))
+        done = 0
         with torch.inference_mode():
-            i = 0
-            while i < len(order):
-                take = self._questions_per_batch(encoded, order, i)
-                idx = order[i: i + take]
-                for j, (ll, gr) in zip(idx, run([encoded[j] for j in idx])):
+            for prefix, batch in self._plan(encoded):
+                for j, (ll, gr) in zip(batch, self._run(encoded, batch, prefix)):
                     lls[j], greedy[j] = ll, gr
-                i += take
+                done += len(batch)
                 if progress:
-                    progress(i)
+                    progress(done)
         return [_result(s, ll, gr) for s, ll, gr in zip(samples, lls, greedy)]
 
-    def _questions_per_batch(self, encoded: list[Encoded], order: list[int], start: int) -> int:
-        if self.mode == "shared":
-            return self.batch_size
-        # separate: batch_size rows, a question contributes one row per choice
-        rows, n = 0, 0
-        for j in order[start:]:
-            k = len(encoded[j].continuations)
-            if n and rows + k > self.batch_size:
-                break
-            rows, n = rows + k, n + 1
-        return max(n, 1)
+    def _run(self, encoded: list[Encoded], batch: list[int], prefix: tuple[int, Any] | None):
+        if self.mode == "separate":
+            return self._separate_batch([encoded[j] for j in batch])
+        return self._shared_batch([encoded[j] for j in batch], prefix)
+
+    def _plan(self, encoded: list[Encoded]):
+        """Yield (prefix, question indices) batches. Shared mode: questions grouped by common token prefix
+        (whose KV cache is computed once per group), longest rows first inside a group; separate: by length."""
+        if self.mode == "separate" or not self.prefix_cache:
+            order = sorted(range(len(encoded)), key=lambda i: -self._row_len(encoded[i]))
+            for idx in self._batches(encoded, order):
+                yield None, idx
+            return
+        contexts = [self._truncate(e) for e in encoded]
+        for plen, members in prefix_groups(contexts):
+            prefix = None
+            if plen:
+                kv = compute_prefix(self.model, contexts[members[0]][:plen], self._keep_kw)
+                prefix = (plen, kv) if kv is not None else None
+            members = sorted(members, key=lambda i: -self._row_len(encoded[i]))
+            for idx in self._batches(encoded, members):
+                yield prefix, idx
+
+    def _batches(self, encoded: list[Encoded], order: list[int]):
+        """Consecutive slices of `order`: at most batch_size rows (a question is one row in shared mode, one per
+        choice in separate mode) and, with batch_tokens, at most that many padded tokens per forward."""
+        i = 0
+        while i < len(order):
+            rows, width, n = 0, 0, 0
+            for j in order[i:]:
+                k = 1 if self.mode == "shared" else len(encoded[j].continuations)
+                w = max(width, self._row_len(encoded[j]))
+                if n and (rows + k > self.batch_size or
+                          (self.batch_tokens and (rows + k) * w > self.batch_tokens)):
+                    break
+                rows, width, n = rows + k, w, n + 1
+            yield order[i: i + n]
+            i += n
 
     def _row_len(self, e: Encoded) -> int:
         if self.mode == "shared":
@@ -151,28 +177,35 @@ class McqScorer:
                              f"max_length {self.max_length}")
         return e.context[-keep:]
 
-    def _forward(self, ids, mask, positions, keep: int):
-        kw = dict(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+    def _forward(self, ids, mask, positions, keep: int, cache=None):
+        kw = dict(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=cache is not None)
+        if cache is not None:
+            kw["past_key_values"] = cache
         if self._keep_kw:
             kw["logits_to_keep"] = keep
         logits = self.model(**kw).logits
         return logits[:, -keep:, :].float().log_softmax(-1)
 
-    def _shared_batch(self, batch: list[Encoded]) -> list[tuple[list[float], list[bool]]]:
+    def _shared_batch(self, batch: list[Encoded], prefix: tuple[int, Any] | None = None
+                      ) -> list[tuple[list[float], list[bool]]]:
+        """One row per question: context + every choice but its last token, each choice block seeing the context
+        and itself only. With a prefix, the row starts after the cached prefix tokens (same positions)."""
         import torch
 
+        plen = prefix[0] if prefix else 0
         rows, segs, poss, targets, ctx_lens = [], [], [], [], []
         for e in batch:
-            ctx = self._truncate(e)
+            ctx = self._truncate(e)[plen:]
+            n_ctx = plen + len(ctx)
             ctx_lens.append(len(ctx))
-            row, seg, pos = list(ctx), [0] * len(ctx), list(range(len(ctx)))
+            row, seg, pos = list(ctx), [0] * len(ctx), list(range(plen, n_ctx))
             tgt = []  # per choice: [(row index predicting the token, token id)]
             for i, cont in enumerate(e.continuations, 1):
                 start = len(row)
                 tgt.append([(len(ctx) - 1, cont[0])] + [(start + j - 1, t) for j, t in enumerate(cont[1:], 1)])
                 row += cont[:-1]
                 seg += [i] * (len(cont) - 1)
-                pos += range(len(ctx), len(ctx) + len(cont) - 1)
+                pos += range(n_ctx, n_ctx + len(cont) - 1)
             rows.append(row), segs.append(seg), poss.append(pos), targets.append(tgt)
         width = max(map(len, rows))
         keep = max(len(r) - n + 1 for r, n in zip(rows, ctx_lens))
@@ -187,9 +220,12 @@ class McqScorer:
         causal = torch.ones(width, width, dtype=torch.bool).tril()
         # a token sees the earlier context (segment 0) and earlier tokens of its own segment; pads see pads
         allowed = causal & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
+        if plen:  # every row (pads included, so no row is fully masked) sees the whole cached prefix
+            allowed = torch.cat([allowed.new_ones(len(rows), width, plen), allowed], dim=-1)
         dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
-        logp = self._forward(ids.to(dev), mask.to(dev), pos.to(dev), keep)
+        cache = expand_cache(prefix[1], len(rows)) if prefix else None
+        logp = self._forward(ids.to(dev), mask.to(dev), pos.to(dev), keep, cache)
         picks = [[(q, keep - len(r) + i, t) for i, t in ch] for q, (r, tg) in enumerate(zip(rows, targets)) for ch in tg]
         owner = [q for q, tg in enumerate(targets) for _ in tg]
         return _group(_gather(logp, picks), owner, len(batch))
@@ -217,7 +253,8 @@ class McqScorer:
         return _group(_gather(logp, picks), owner, len(batch))
 
     def _check_shared(self, encoded: list[Encoded]) -> str:
-        """Score one question both ways; fall back to separate rows if the model ignores the 4D mask."""
+        """Score a probe question both ways; fall back to separate rows if the model ignores the 4D mask, and
+        score without prefix reuse if the cached-prefix path disagrees (a cache layout we don't handle)."""
         import torch
 
         probe = [e for e in encoded if len(e.continuations) > 1][:2] or encoded[:1]
@@ -230,12 +267,26 @@ class McqScorer:
                 log.warning("shared-context scoring failed (%s); using one row per choice", str(e)[:200])
                 return "separate"
             b = self._separate_batch(probe)
-        # numerical noise (fp32: ~1e-4, bf16: ~1e-2) is far below what leaking attention between choices gives
-        worst = max(abs(x - y) - 0.002 * abs(y) for (la, _), (lb, _) in zip(a, b) for x, y in zip(la, lb))
-        if worst > 0.05:
-            log.warning("shared-context scores differ from per-choice scores by %.3g; using one row per choice", worst)
-            return "separate"
+            if _worst(a, b) > 0.05:
+                log.warning("shared-context scores differ from per-choice scores by %.3g; using one row per choice",
+                            _worst(a, b))
+                return "separate"
+            ctx = self._truncate(probe[0])
+            if self.prefix_cache and len(ctx) > 1:
+                try:
+                    kv = compute_prefix(self.model, ctx[: len(ctx) // 2], self._keep_kw)
+                    c = self._shared_batch(probe[:1], (len(ctx) // 2, kv)) if kv is not None else None
+                except Exception as e:  # noqa: BLE001 - any failure means: don't reuse prefixes with this model
+                    log.warning("prefix reuse failed (%s); scoring every context in full", str(e)[:200])
+                    c = None
+                if c is None or _worst(c, b[:1]) > 0.05:
+                    self.prefix_cache = False
         return "shared"
+
+
+def _worst(a, b) -> float:
+    # numerical noise (fp32: ~1e-4, bf16: ~1e-2) is far below what leaking attention between choices gives
+    return max(abs(x - y) - 0.002 * abs(y) for (la, _), (lb, _) in zip(a, b) for x, y in zip(la, lb))
 
 
 def _gather(logp, picks: list[list[tuple[int, int, int]]]) -> list[tuple[float, bool]]:
@@ -279,3 +330,21 @@ def summarize(scores: Sequence[McqScore]) -> dict[str, float]:
     """Mean acc / acc_norm over samples."""
     n = max(len(scores), 1)
     return {"acc": sum(s.acc for s in scores) / n, "acc_norm": sum(s.acc_norm for s in scores) / n}
+
+
+def mcq_metric_names(spec: Any, samples: Sequence[McqSample]) -> list[str]:
+    """The task's MCQ metrics; acc_norm is left out when every question's choices have equal lengths (then it
+    can only repeat acc, e.g. MMLU's single letters)."""
+    names = list(spec.metrics)
+    if "acc_norm" in names and len(names) > 1 and all(len({len(c) for c in s.choices}) == 1 for s in samples):
+        names.remove("acc_norm")
+    return names
+
+
+def mc2_score(loglikelihoods: list[float], labels: list[int]) -> float:
+    """TruthfulQA MC2: probability mass of the true answers, normalised over all answers (lm-eval's definition)."""
+    import math
+
+    top = max(loglikelihoods)
+    probs = [math.exp(x - top) for x in loglikelihoods]
+    return sum(p for p, lab in zip(probs, labels) if lab == 1) / sum(probs)

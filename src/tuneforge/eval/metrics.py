@@ -211,3 +211,41 @@ def _div(a: float, b: float) -> float:
 def _check_lengths(a: Sequence, b: Sequence) -> None:
     if len(a) != len(b):
         raise ValueError(f"{len(a)} predictions but {len(b)} references")
+
+
+# lm-eval's gsm8k answer filters and exact_match settings (task gsm8k, version 3): "strict-match" takes the number
+# after "#### ", "flexible-extract" the last number-like span; both are compared after removing commas, "$", a
+# trailing "." and everything up to "#### " (which turns the worked reference answer into its final number).
+GSM8K_FILTERS = {
+    "strict_match": (re.compile(r"#### (\-?[0-9\.\,]+)"), 0),
+    "flexible_extract": (re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)"), -1),
+}
+_GSM8K_IGNORE = [re.compile(r) for r in (",", "\\$", "(?s).*#### ", "\\.$")]
+
+
+def regex_filter(text: str, pattern: re.Pattern, group_select: int = 0, fallback: str = "[invalid]") -> str:
+    """lm-eval's RegexFilter: the `group_select`-th match (first non-empty group of a multi-group pattern)."""
+    found = pattern.findall(text)
+    if not found:
+        return fallback
+    match = found[group_select]
+    if isinstance(match, tuple):
+        match = next((m for m in match if m), fallback)
+    return match.strip()
+
+
+def lmeval_exact_match(prediction: str, reference: str, ignore: Sequence[re.Pattern] = _GSM8K_IGNORE,
+                       ignore_case: bool = True) -> float:
+    """lm-eval's exact_match (HF `evaluate` semantics): regexes removed from both sides, optional lower-casing."""
+    for r in ignore:
+        prediction, reference = r.sub("", prediction), r.sub("", reference)
+    if ignore_case:
+        prediction, reference = prediction.lower(), reference.lower()
+    return float(prediction == reference)
+
+
+def gsm8k_score(name: str, output: str, references: Refs) -> float:
+    """strict_match / flexible_extract of one generated answer against its reference answers (any may match)."""
+    pattern, group = GSM8K_FILTERS[name]
+    pred = regex_filter(output, pattern, group)
+    return max(lmeval_exact_match(pred, r) for r in _as_refs(references))

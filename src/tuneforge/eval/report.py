@@ -127,13 +127,17 @@ def _fmt(metric: str, v: float) -> str:
 def results_markdown(results: dict) -> str:
     """One evaluation's results as a markdown table (percentages; BLEU/chrF/TER on their 0-100 scale)."""
     lines = [f"# Evaluation: {results.get('label', '')}", "", f"model: `{results.get('model', '')}`", "",
-             "| task | metric | value | CI | n |", "|---|---|---|---|---|"]
+             "| task | metric | value | CI | n | shots | limit | seconds | samples/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, t in results["tasks"].items():
+        shots = t.get("fewshot") or 0
+        shots = f"{shots} ({t['fewshot_sampler']})" if shots and t.get("fewshot_sampler") else str(shots)
+        run = f"| {shots} | {t.get('limit') or '-'} | {t.get('seconds', '-')} | {t.get('samples_per_s') or '-'} |"
         for metric, v in t["metrics"].items():
             lo, hi = t.get("ci", {}).get(metric, (float("nan"),) * 2)
             star = " *" if metric == t.get("main") else ""
             lines.append(f"| {name} | {metric}{star} | {_fmt(metric, v)} | [{_fmt(metric, lo)}, {_fmt(metric, hi)}] "
-                         f"| {t['n']} |")
+                         f"| {t['n']} " + run)
     lines += ["", f"\\* main metric. {int(100 * _level(results))}% confidence intervals "
                   f"({_method(results)}). Accuracy-type metrics in %."]
     return "\n".join(lines) + "\n"
@@ -168,9 +172,14 @@ def compare(entries: Sequence[dict], out_dir: Path, level: float = 0.95, n_boot:
         ref_t = ref["results"]["tasks"][task]
         metrics = list(ref_t["metrics"])
         header = "| metric | " + " | ".join(labels) + " | " + " | ".join(f"Δ {l} − {labels[0]}" for l in labels[1:]) + " |"
-        md += ["", f"## {task}", "", f"n = {ref_t['n']} samples; {pct}% CIs in brackets.", "", header,
-               "|" + "---|" * (1 + len(labels) + len(labels) - 1)]
-        summary["tasks"][task] = {}
+        ref_recs = {r["id"]: r for r in ref["records"].get(task, [])}
+        changed = [changed_answers(ref_recs, {r["id"]: r for r in e["records"].get(task, [])}) for e in entries[1:]]
+        md += ["", f"## {task}", "", f"n = {ref_t['n']} samples; {pct}% CIs in brackets.", ""]
+        md += [f"- {lab} vs {labels[0]}: {c['changed']} of {c['common']} answers changed "
+               f"({c['fixed']} now right, {c['broken']} now wrong)" for lab, c in zip(labels[1:], changed)]
+        md += ["", header, "|" + "---|" * (1 + len(labels) + len(labels) - 1)]
+        summary["tasks"][task] = {"answers_changed": dict(zip(labels[1:], changed))}
+        diffs: dict[str, list] = {}
         for metric in metrics:
             cells, deltas = [], []
             for e in entries:
@@ -178,7 +187,6 @@ def compare(entries: Sequence[dict], out_dir: Path, level: float = 0.95, n_boot:
                 v = t["metrics"].get(metric, float("nan"))
                 lo, hi = t.get("ci", {}).get(metric, (float("nan"),) * 2)
                 cells.append(f"{_fmt(metric, v)} [{_fmt(metric, lo)}, {_fmt(metric, hi)}]")
-            ref_recs = {r["id"]: r for r in ref["records"].get(task, [])}
             for e in entries[1:]:
                 recs = {r["id"]: r for r in e["records"].get(task, [])}
                 common = [i for i in ref_recs if i in recs]
@@ -190,15 +198,18 @@ def compare(entries: Sequence[dict], out_dir: Path, level: float = 0.95, n_boot:
                     lo, hi = paired_diff_ci(a, b, level, n_boot, seed, score=score)
                     deltas.append(f"{_signed(metric, d)} [{_signed(metric, lo)}, {_signed(metric, hi)}]")
                 else:
+                    lo = hi = d
                     deltas.append(f"{_signed(metric, d)}")
+                diffs.setdefault(metric, []).append((d, lo, hi))
             md.append(f"| {metric} | " + " | ".join(cells) + " | " + " | ".join(deltas) + " |")
             summary["tasks"][task][metric] = {lab: e["results"]["tasks"][task]["metrics"].get(metric)
                                               for lab, e in zip(labels, entries)}
         png = out_dir / f"compare_{_safe(task)}.png"
-        bar_chart(task, metrics, entries, png, level)
+        diff_chart(task, diffs, labels, png, level, ref_t["n"])
         md += ["", f"![{task}]({png.name})"]
     md += ["", "Accuracy-type metrics in %, BLEU/chrF/TER on sacrebleu's 0-100 scale (TER: lower is better). "
-               "Δ CIs: paired bootstrap over the samples both models answered."]
+               "Δ CIs: paired bootstrap over the samples both models answered; the charts show these paired "
+               "differences (an interval that excludes 0 is a real change at that level)."]
     path = out_dir / "compare.md"
     path.write_text("\n".join(md) + "\n", encoding="utf-8")
     import json
@@ -216,29 +227,59 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def bar_chart(task: str, metrics: Sequence[str], entries: Sequence[dict], path: Path, level: float) -> None:
-    """Grouped bars (one group per metric, one bar per model) with CI error bars."""
+def changed_answers(ref: dict[str, dict], other: dict[str, dict]) -> dict[str, int]:
+    """How many answers differ between two models on their common samples (MCQ: chosen choice; generation: the
+    extracted answer, else the output text), and how many of those went from wrong to right / right to wrong."""
+    out = {"common": 0, "changed": 0, "fixed": 0, "broken": 0}
+    for i, a in ref.items():
+        b = other.get(i)
+        if b is None:
+            continue
+        out["common"] += 1
+        if _answer(a) != _answer(b):
+            out["changed"] += 1
+            ra, rb = _right(a), _right(b)
+            out["fixed"] += int(rb and not ra)
+            out["broken"] += int(ra and not rb)
+    return out
+
+
+def _answer(rec: dict) -> Any:
+    if "pred" in rec:
+        return rec["pred"]
+    return rec.get("extracted", rec.get("output"))
+
+
+def _right(rec: dict) -> bool:
+    scores = rec.get("scores") or {}
+    if "acc" in scores:
+        return scores["acc"] >= 1
+    return bool(scores) and next(iter(scores.values())) >= 1
+
+
+def diff_chart(task: str, diffs: dict[str, list[tuple[float, float, float]]], labels: Sequence[str], path: Path,
+               level: float, n: int) -> None:
+    """Paired differences (model - reference) per metric with their paired-bootstrap CIs, a line at 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n_models = len(entries)
-    width = 0.8 / n_models
+    metrics = list(diffs)
+    others = labels[1:]
+    width = 0.8 / max(len(others), 1)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(metrics) + 1), 3.6))
-    for k, e in enumerate(entries):
-        t = e["results"]["tasks"][task]
+    for k, lab in enumerate(others):
         scale = [1.0 if m in CORPUS_METRICS else 100.0 for m in metrics]
-        vals = [t["metrics"].get(m, 0.0) * s for m, s in zip(metrics, scale)]
-        cis = [t.get("ci", {}).get(m, (v / s, v / s)) for m, v, s in zip(metrics, vals, scale)]
-        err = [[max(v - lo * s, 0) for v, (lo, _), s in zip(vals, cis, scale)],
-               [max(hi * s - v, 0) for v, (_, hi), s in zip(vals, cis, scale)]]
-        xs = [i + (k - (n_models - 1) / 2) * width for i in range(len(metrics))]
-        ax.bar(xs, vals, width, yerr=err, capsize=3, label=e["label"])
-    ax.set_xticks(range(len(metrics)), list(metrics))
-    ax.set_ylabel("score (% or 0-100)")
-    n = entries[0]["results"]["tasks"][task]["n"]
-    ax.set_title(f"{task} (n={n}, {int(100 * level)}% CI)")
+        d = [diffs[m][k][0] * s for m, s in zip(metrics, scale)]
+        lo = [max(v - diffs[m][k][1] * s, 0) for m, v, s in zip(metrics, d, scale)]
+        hi = [max(diffs[m][k][2] * s - v, 0) for m, v, s in zip(metrics, d, scale)]
+        xs = [i + (k - (len(others) - 1) / 2) * width for i in range(len(metrics))]
+        ax.bar(xs, d, width, yerr=[lo, hi], capsize=3, label=f"{lab} − {labels[0]}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_ylabel("difference (points)")
+    ax.set_title(f"{task}: paired difference (n={n}, {int(100 * level)}% CI)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

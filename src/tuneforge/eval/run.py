@@ -23,7 +23,8 @@ from tuneforge.config.load import deep_merge, parse_overrides
 from tuneforge.config.schema import Config, ModelConfig
 from tuneforge.errors import ConfigError
 from tuneforge.eval.generate import GenSettings, generate, score_generations
-from tuneforge.eval.mcq import McqScorer, summarize
+from tuneforge.eval.mcq import McqScorer, mc2_score, mcq_metric_names
+from tuneforge.eval.progress import TaskProgress
 from tuneforge.eval.report import _fmt, add_intervals, compare, results_markdown
 from tuneforge.eval.tasks import TaskSpec, load_samples, resolve_task
 from tuneforge.models.load import load_model, load_tokenizer
@@ -74,7 +75,10 @@ def fingerprint(spec: TaskSpec, eval_cfg: EvalConfig, model: ModelConfig) -> str
                                       default=os.path.getmtime(p))
     settings = eval_cfg.model_dump(mode="json", include={"max_length", "max_new_tokens", "do_sample", "temperature",
                                                           "top_p", "seed", "ci", "ci_level", "bootstrap_samples"})
-    blob = json.dumps([spec.cfg.model_dump(mode="json"), stamp, mdl, settings], sort_keys=True, default=str)
+    resolved = [spec.prompt, spec.description, spec.fewshot, spec.fewshot_sampler, spec.stop, spec.metrics,
+                spec.max_new_tokens]  # preset defaults can change between versions
+    blob = json.dumps([spec.cfg.model_dump(mode="json"), resolved, stamp, mdl, settings], sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -97,19 +101,29 @@ def evaluate(target: Target, eval_cfg: EvalConfig, tasks: list[tuple[TaskSpec, l
             log(f"[{target.label}] {spec.name}: results in {out} are up to date, reused")
         else:
             todo.append((spec, samples))
+    if todo and eval_cfg.threads:
+        import torch
+
+        torch.set_num_threads(eval_cfg.threads)
     if todo and model is None:
         model, tokenizer = load_for_eval(target.model)
     for spec, samples in todo:
         t0 = time.perf_counter()
-        if spec.type == "mcq":
-            metrics, records, mode = _run_mcq(model, tokenizer, spec, samples, eval_cfg)
-        else:
-            metrics, records, mode = _run_generate(model, tokenizer, spec, samples, eval_cfg, target.template)
+        progress = TaskProgress(f"[{target.label}] {spec.name}", len(samples), eval_cfg.progress, log)
+        try:
+            if spec.type == "mcq":
+                metrics, records, mode = _run_mcq(model, tokenizer, spec, samples, eval_cfg, progress)
+            else:
+                metrics, records, mode = _run_generate(model, tokenizer, spec, samples, eval_cfg, target.template,
+                                                       progress)
+        finally:
+            progress.close()
         secs = time.perf_counter() - t0
         task_res = {"type": spec.type, "n": len(samples), "metrics": metrics, "main": spec.main_metric,
-                    "file": spec.cfg.file, "fewshot": spec.cfg.fewshot, "seconds": round(secs, 3),
-                    "samples_per_s": round(len(samples) / secs, 2) if secs else None, "scoring": mode,
-                    "fingerprint": prints[spec.name]}
+                    "file": spec.cfg.file, "fewshot": spec.fewshot,
+                    "fewshot_sampler": spec.fewshot_sampler if spec.fewshot else None, "limit": spec.cfg.limit,
+                    "seconds": round(secs, 3), "samples_per_s": round(len(samples) / secs, 2) if secs else None,
+                    "scoring": mode, "threads": _threads(), "fingerprint": prints[spec.name]}
         add_intervals(task_res, records, eval_cfg.ci, eval_cfg.ci_level, eval_cfg.bootstrap_samples, eval_cfg.seed)
         results["tasks"][spec.name] = task_res
         (out / "predictions").mkdir(parents=True, exist_ok=True)
@@ -128,22 +142,38 @@ def _pct(metric: str, v: float) -> str:
     return _fmt(metric, v)
 
 
-def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig):
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, progress=None):
     scorer = McqScorer(model, tokenizer, batch_size=eval_cfg.batch_size, max_length=eval_cfg.max_length,
-                       mode=eval_cfg.scoring)
-    scores = scorer.score(samples, delimiter=spec.cfg.target_delimiter)
-    records = [{"id": s.id, "file": s.file, "line": s.line, "prompt": s.context, "choices": s.choices,
-                "gold": s.gold, "pred": r.pred, "pred_norm": r.pred_norm,
-                "loglikelihoods": [round(x, 5) for x in r.loglikelihoods], "greedy": r.greedy,
-                "scores": {"acc": r.acc, "acc_norm": r.acc_norm}} for s, r in zip(samples, scores)]
-    return summarize(scores), records, scorer.mode
+                       mode=eval_cfg.scoring, batch_tokens=eval_cfg.batch_tokens)
+    scores = scorer.score(samples, delimiter=spec.cfg.target_delimiter, progress=progress)
+    names = mcq_metric_names(spec, samples)
+    records = []
+    for s, r in zip(samples, scores):
+        per = {"acc": r.acc, "acc_norm": r.acc_norm}
+        if "mc2" in names:
+            per["mc2"] = mc2_score(r.loglikelihoods, s.gold_labels or [int(i == s.gold) for i in range(len(s.choices))])
+        records.append({"id": s.id, "file": s.file, "line": s.line, "prompt": s.context, "choices": s.choices,
+                        "gold": s.gold, **({"gold_labels": s.gold_labels} if s.gold_labels else {}),
+                        "pred": r.pred, "pred_norm": r.pred_norm,
+                        "loglikelihoods": [round(x, 5) for x in r.loglikelihoods], "greedy": r.greedy,
+                        "scores": {k: per[k] for k in names}})
+    n = max(len(records), 1)
+    return {k: sum(rec["scores"][k] for rec in records) / n for k in names}, records, scorer.mode
 
 
-def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, template: str):
+def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, template: str,
+                  progress=None):
     settings = GenSettings(batch_size=eval_cfg.batch_size, max_new_tokens=eval_cfg.max_new_tokens,
                            do_sample=eval_cfg.do_sample, temperature=eval_cfg.temperature, top_p=eval_cfg.top_p,
                            seed=eval_cfg.seed, max_length=eval_cfg.max_length, template=template)
-    outputs = generate(model, tokenizer, samples, settings, stop=spec.stop, max_new_tokens=spec.cfg.max_new_tokens)
+    outputs = generate(model, tokenizer, samples, settings, stop=spec.stop, max_new_tokens=spec.max_new_tokens,
+                       progress=progress)
     summary, per = score_generations(spec, samples, outputs)
     records = [{"id": s.id, "file": s.file, "line": s.line, "prompt": s.prompt, "output": o,
                 "references": s.references, **p} for s, o, p in zip(samples, outputs, per)]
@@ -265,10 +295,7 @@ def _safe(s: str) -> str:
 def eval_cli(targets: list[str], config: str | None = None, out: str | None = None, compare_mode: bool = False,
              tasks: list[str] | None = None, limit: int | None = None, force: bool = False) -> dict:
     """Entry point of `tuneforge eval` (see commands.py for the arguments)."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    log = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
+    log = plain_log()
     overrides = [t for t in targets if "=" in t and not Path(t).exists()]
     names = [t for t in targets if t not in overrides]
     if compare_mode:
@@ -282,6 +309,16 @@ def eval_cli(targets: list[str], config: str | None = None, out: str | None = No
         results = evaluate(target, cfg.eval, prepared, log=log, reuse=not force)
     log(f"results: {target.out_dir / 'results.md'}")
     return results
+
+
+def plain_log() -> Log:
+    """Messages to stderr, one line each and never wrapped (a log file must stay greppable)."""
+    import sys
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    return log
 
 
 def compare_targets(names: list[str], ref_cfg: Config, out_dir: Path) -> list[Target]:
@@ -330,6 +367,7 @@ def compare_cli(names: list[str], config: str | None, overrides: list[str], out:
         entries.append({"label": t.label, "results": res, "records": recs})
     e = ref_cfg.eval
     path = compare(entries, out_dir, e.ci_level, e.bootstrap_samples, e.seed)
+    lock.release()
     log(f"comparison: {path}")
     return {"report": str(path), "models": [t.label for t in targets]}
 

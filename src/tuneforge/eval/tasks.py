@@ -11,7 +11,6 @@ fewshot_delimiter) + prompt; the choice is scored as target_delimiter + choice.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,7 @@ from typing import Any, Callable
 from tuneforge.config.evaluation import EvalTaskConfig
 from tuneforge.data.readers import read_rows
 from tuneforge.errors import ConfigError, DataError
+from tuneforge.eval.fewshot import FewshotSampler
 from tuneforge.eval.metrics import extract_number
 from tuneforge.eval.presets import LETTERS, PRESETS
 
@@ -31,6 +31,7 @@ class McqSample:
     context: str  # description + few-shot examples + prompt
     choices: list[str]
     gold: int
+    gold_labels: list[int] | None = None  # several true answers (TruthfulQA MC2): 1 = true, 0 = false
 
 
 @dataclass
@@ -62,14 +63,21 @@ class TaskSpec:
     fewshot_match: str | None = None  # only draw few-shot rows whose field equals the sample's
     transform: Callable[[dict], dict] | None = None  # derive fields before templating (presets only)
     main_metric: str = "acc"
+    fewshot: int = 0
+    fewshot_sampler: str = "lm_eval"
+    max_new_tokens: int | None = None
 
 
-_OVERRIDABLE = ("prompt", "choices", "gold", "labels", "target", "metrics", "extract", "stop", "description")
+_OVERRIDABLE = ("prompt", "choices", "gold", "labels", "target", "metrics", "extract", "stop")
+_PRESET_DEFAULTS = ("description", "fewshot", "fewshot_sampler", "max_new_tokens")  # None = the preset's
 
 
 def overridden_fields(cfg: EvalTaskConfig) -> list[str]:
-    """Spec fields the user gave a value (null / empty means "keep the preset's", so a dumped config round-trips)."""
-    return [k for k in _OVERRIDABLE if getattr(cfg, k) not in (None, "", [])]
+    """Spec fields the user gave a value. For prompt/choices/... null or empty means "keep the preset's" (so a
+    dumped config round-trips); description/fewshot/sampler/max_new_tokens are overridden by any non-null
+    value (`description: ""` switches the preset's description off)."""
+    return ([k for k in _OVERRIDABLE if getattr(cfg, k) not in (None, "", [])]
+            + [k for k in _PRESET_DEFAULTS if getattr(cfg, k) is not None])
 
 
 def resolve_task(cfg: EvalTaskConfig) -> TaskSpec:
@@ -94,7 +102,16 @@ def resolve_task(cfg: EvalTaskConfig) -> TaskSpec:
         base["metrics"] = base.get("metrics") or ["exact_match", "f1"]
         if base.get("main_metric", "acc") == "acc":
             base["main_metric"] = base["metrics"][0]
-    base.setdefault("description", cfg.description)
+    base.setdefault("description", "")
+    base.setdefault("fewshot", 0)
+    base.setdefault("fewshot_sampler", "lm_eval")
+    if ttype == "mcq":
+        base["metrics"] = base.get("metrics") or ["acc", "acc_norm"]
+        bad = [m for m in base["metrics"] if m not in ("acc", "acc_norm", "mc2")]
+        if bad:
+            raise ConfigError(f"{where}: {bad} are generation metrics; an mcq task reports acc, acc_norm or mc2")
+        if base["main_metric"] not in base["metrics"]:
+            base["main_metric"] = base["metrics"][0]
     return TaskSpec(name=cfg.name, cfg=cfg, **base)
 
 
@@ -174,8 +191,10 @@ class _Parsed:
     line: int
     row: dict
     prompt: str
+    raw: dict = field(default_factory=dict)
     choices: list[str] = field(default_factory=list)
     gold: int = -1
+    gold_labels: list[int] | None = None
     references: list[str] = field(default_factory=list)
 
     @property
@@ -189,7 +208,14 @@ def _fail(msg: str, row_file: str, line: int) -> DataError:
 
 
 def _parse(spec: TaskSpec, data: dict, file: str, line: int, index: int) -> _Parsed:
-    row = spec.transform(data) if spec.transform else data
+    try:
+        row = spec.transform(data) if spec.transform else data
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _fail(f"preset '{spec.cfg.preset}': {e}", file, line) from None
+    if spec.type == "mcq" and not isinstance(spec.choices, list) and "." not in spec.choices:
+        value = row.get(spec.choices)
+        if value is not None and not isinstance(value, list):
+            raise _fail(f"choices field '{spec.choices}' must be a list, got {type(value).__name__}", file, line)
     try:
         prompt = render(spec.prompt, row)
     except _Missing as e:
@@ -197,10 +223,14 @@ def _parse(spec: TaskSpec, data: dict, file: str, line: int, index: int) -> _Par
     except (ValueError, AttributeError, TypeError) as e:
         raise ConfigError(f"eval task '{spec.name}': bad prompt template {spec.prompt!r}: {e}") from None
     sid = str(data.get("id", index))
-    out = _Parsed(sid, file, line, row, prompt)
+    out = _Parsed(sid, file, line, row, prompt, raw=data)
     if spec.type == "mcq":
         out.choices = _choices(spec, row, data, file, line)
-        out.gold = _gold(spec, row, data, out.choices, file, line)
+        labels = _gold_labels(spec, row, len(out.choices), file, line)
+        if labels is not None:
+            out.gold_labels, out.gold = labels, labels.index(1)
+        else:
+            out.gold = _gold(spec, row, data, out.choices, file, line)
     else:
         out.references = _references(spec, row, data, file, line)
     return out
@@ -259,6 +289,20 @@ def _gold(spec: TaskSpec, row: dict, data: dict, choices: list[str], file: str, 
     return value
 
 
+def _gold_labels(spec: TaskSpec, row: dict, n: int, file: str, line: int) -> list[int] | None:
+    """A gold field holding one 0/1 label per choice (several true answers), else None."""
+    try:
+        value = get_field(row, spec.gold)
+    except _Missing:
+        return None
+    if not isinstance(value, list):
+        return None
+    if len(value) != n or any(v not in (0, 1) or isinstance(v, float) for v in value) or 1 not in value:
+        raise _fail(f"gold '{spec.gold}' is a list: it must hold one 0/1 label per choice ({n}), at least one 1",
+                    file, line)
+    return [int(v) for v in value]
+
+
 def _labels(spec: TaskSpec, row: dict, n: int, file: str, line: int) -> list[str]:
     if spec.labels is None:
         return list(LETTERS[:n])
@@ -291,13 +335,13 @@ def _references(spec: TaskSpec, row: dict, data: dict, file: str, line: int) -> 
 
 # --------------------------------------------------------------------------------------------------- loading
 
-def read_task_rows(path: str) -> list[tuple[dict, str, int]]:
+def read_task_rows(path: str, what: str = "eval task file") -> list[tuple[dict, str, int]]:
     """(data, file, line) for every row of a task file."""
     if not Path(path).is_file():
-        raise DataError("eval task file not found", file=path)
+        raise DataError(f"{what} not found", file=path)
     rows = [(r.data, r.file, r.line) for r in read_rows(path)]
     if not rows:
-        raise DataError("eval task file has no rows", file=path)
+        raise DataError(f"{what} has no rows", file=path)
     return rows
 
 
@@ -305,38 +349,23 @@ def load_samples(spec: TaskSpec, seed: int = 1234) -> list[McqSample | GenSample
     """Validate every row, build few-shot contexts (deterministic for a seed), return the samples."""
     cfg = spec.cfg
     parsed = [_parse(spec, d, f, ln, i) for i, (d, f, ln) in enumerate(read_task_rows(cfg.file))]
-    if cfg.fewshot and cfg.fewshot_file:
-        pool = [_parse(spec, d, f, ln, i) for i, (d, f, ln) in enumerate(read_task_rows(cfg.fewshot_file))]
-        same_file = False
+    if spec.fewshot and cfg.fewshot_file:
+        rows = read_task_rows(cfg.fewshot_file, "few-shot file (fewshot_file)")
+        pool, same_file = [_parse(spec, d, f, ln, i) for i, (d, f, ln) in enumerate(rows)], False
     else:
         pool, same_file = parsed, True
+    sampler = FewshotSampler(spec.name, spec.fewshot, spec.fewshot_sampler, pool, same_file, seed,
+                             spec.fewshot_match)
     targets = parsed[: cfg.limit] if cfg.limit else parsed
     out: list[McqSample | GenSample] = []
-    for i, p in enumerate(targets):
-        shots = _fewshot(spec, pool, p, i if same_file else None, seed) if cfg.fewshot else []
+    for p in targets:
+        shots = sampler.draw(p) if spec.fewshot else []
         context = _context(spec, p, shots)
         if spec.type == "mcq":
-            out.append(McqSample(p.id, p.file, p.line, context, p.choices, p.gold))
+            out.append(McqSample(p.id, p.file, p.line, context, p.choices, p.gold, p.gold_labels))
         else:
             out.append(GenSample(p.id, p.file, p.line, context, p.references, chat=cfg.chat))
     return out
-
-
-def _fewshot(spec: TaskSpec, pool: list[_Parsed], sample: _Parsed, own_index: int | None, seed: int) -> list[_Parsed]:
-    cand = [q for j, q in enumerate(pool) if j != own_index]
-    if spec.fewshot_match:
-        key = sample.row.get(spec.fewshot_match)
-        cand = [q for q in cand if q.row.get(spec.fewshot_match) == key]
-    k = spec.cfg.fewshot
-    if len(cand) < k:
-        raise DataError(f"task '{spec.name}' wants {k} few-shot examples but only {len(cand)} are available"
-                        + (f" with the same '{spec.fewshot_match}'" if spec.fewshot_match else ""),
-                        file=sample.file, line=sample.line)
-    if spec.cfg.fewshot_sampler == "first_n":
-        return cand[:k]
-    # one RNG per sample: the examples don't depend on which other samples run (limit, order, batching)
-    rng = random.Random(f"{seed}|{spec.name}|{sample.file}|{sample.line}")
-    return rng.sample(cand, k)
 
 
 def _context(spec: TaskSpec, sample: _Parsed, shots: list[_Parsed]) -> str:

@@ -21,8 +21,18 @@ def test_cut_at_stop():
     assert cut_at_stop("no stop here", ["###"]) == "no stop here"
 
 
-def test_gsm8k_style_number_accuracy():
+def test_gsm8k_preset_scores_like_lm_eval():
     spec = resolve_task(EvalTaskConfig(file="x.jsonl", preset="gsm8k"))
+    assert (spec.fewshot, spec.fewshot_sampler, spec.max_new_tokens) == (5, "lm_eval", 256)
+    refs = [["so 3 + 4 = 7\n#### 7"], ["5 * 240 = 1200\n#### 1,200"], ["#### 5"]]
+    outs = ["3 + 4 = 7\n#### 7", "The answer is 1,200.", "I do not know"]
+    summary, per = score_generations(spec, _samples(refs), outs)
+    assert summary == {"strict_match": pytest.approx(1 / 3), "flexible_extract": pytest.approx(2 / 3)}
+    assert [p["scores"]["flexible_extract"] for p in per] == [1.0, 1.0, 0.0]
+
+
+def test_gsm8k_style_number_accuracy():
+    spec = resolve_task(EvalTaskConfig(file="x.jsonl", preset="gsm8k", metrics=["accuracy"], extract="number"))
     refs = [["so 3 + 4 = 7\n#### 7"], ["#### 1,200"], ["#### 5"]]
     outs = ["3 + 4 = 7. The answer is 7.", "It costs $1,200.00 in total", "I do not know"]
     summary, per = score_generations(spec, _samples(refs), outs)

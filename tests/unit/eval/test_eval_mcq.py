@@ -118,3 +118,35 @@ def test_acc_norm_divides_by_characters():
     r = _result(s, [-2.0, -4.0], [False, False])
     assert (r.pred, r.pred_norm, r.acc, r.acc_norm) == (0, 1, 0.0, 1.0)
     assert summarize([r, r]) == {"acc": 0.0, "acc_norm": 1.0}
+
+
+HEAD = "The following are multiple choice questions (with answers) about the sun and the sea.\n\n"
+SHARED_HEAD = [McqSample(str(i), "f", i, HEAD + q, ch, 0) for i, (q, ch) in enumerate([
+    ("What is the sun?\nAnswer:", ["a star", "a planet", "a moon made of rock"]),
+    ("What is in the sea?\nAnswer:", ["water", "sand and stones"]),
+    ("What colour is the sea?\nA. blue\nB. red\nAnswer:", ["A", "B"]),
+    ("Is the sun hot?\nAnswer:", ["yes", "no", "only at night"]),
+])]
+
+
+def test_prefix_groups_share_long_heads_only():
+    from tuneforge.eval.prefix import prefix_groups
+
+    head = list(range(100, 130))
+    ctxs = [head + [1, 2, 3], head + [1, 2, 4], head + [5], [7] * 20, [8] * 3]
+    groups = prefix_groups(ctxs)
+    assert {tuple(sorted(m)): p for p, m in groups} == {(0, 1, 2): 30, (3,): 0, (4,): 0}
+    # the prefix always leaves one context token to predict the first answer token
+    assert prefix_groups([head, head + [1]]) == [(29, [0, 1])]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cached_prefix_gives_the_same_loglikelihoods(lm, batch):
+    model, tok = lm
+    sc = McqScorer(model, tok, batch_size=batch, mode="shared")
+    plan = list(sc._plan([sc.encode(s.context, [" " + c for c in s.choices]) for s in SHARED_HEAD]))
+    assert all(p is not None and p[0] >= 10 for p, _ in plan)  # the head really is reused
+    cached = sc.score(SHARED_HEAD)
+    for s, r in zip(SHARED_HEAD, cached):
+        want = [brute_force(model, tok, s.context, " " + c) for c in s.choices]
+        assert r.loglikelihoods == pytest.approx(want, abs=2e-3)

@@ -44,7 +44,7 @@ def test_stats_ci_for_bleu():
 
 
 def _entry(label, accs):
-    recs = [{"id": str(i), "scores": {"acc": a}} for i, a in enumerate(accs)]
+    recs = [{"id": str(i), "pred": int(a), "scores": {"acc": a}} for i, a in enumerate(accs)]
     m = sum(accs) / len(accs)
     res = {"label": label, "model": label, "tasks": {"arc": {"n": len(accs), "metrics": {"acc": m}, "main": "acc",
                                                               "ci": {"acc": list(mean_ci(accs))}}}}
@@ -60,4 +60,10 @@ def test_compare_writes_table_and_chart(tmp_path):
     assert "n = 40 samples" in md
     assert (tmp_path / "compare_arc.png").stat().st_size > 1000
     assert json.loads((tmp_path / "compare.json").read_text())["tasks"]["arc"]["acc"] == {"base": 0.5, "tuned": 1.0}
+    assert "- tuned vs base: 20 of 40 answers changed (20 now right, 0 now wrong)" in md
+    assert json.loads((tmp_path / "compare.json").read_text())["tasks"]["arc"]["answers_changed"]["tuned"] == {
+        "common": 40, "changed": 20, "fixed": 20, "broken": 0}
     assert "| arc | acc * | 50.0 |" in results_markdown(base["results"])
+    base["results"]["tasks"]["arc"].update(fewshot=5, fewshot_sampler="first_n", limit=40, seconds=2.5,
+                                           samples_per_s=16.0)
+    assert "| 40 | 5 (first_n) | 40 | 2.5 | 16.0 |" in results_markdown(base["results"])

@@ -74,18 +74,18 @@ def test_csv_with_choice_templates(tmp_path):
 
 def test_fewshot_is_deterministic_and_excludes_the_sample(tmp_path):
     rows = [{"q": f"q{i}", "opts": ["a", "b"], "ans": i % 2} for i in range(12)]
-    a = _mcq(tmp_path, rows, fewshot=3, fewshot_delimiter="\n\n")
-    b = _mcq(tmp_path, rows, fewshot=3, fewshot_delimiter="\n\n")
+    a = _mcq(tmp_path, rows, fewshot=3, fewshot_delimiter="\n\n", fewshot_sampler="random")
+    b = _mcq(tmp_path, rows, fewshot=3, fewshot_delimiter="\n\n", fewshot_sampler="random")
     assert [s.context for s in a] == [s.context for s in b]
     c = load_samples(resolve_task(EvalTaskConfig(file=_jsonl(tmp_path, rows), prompt="Q: {q}\nA:", choices="opts",
-                                                 gold="ans", fewshot=3)), seed=7)
+                                                 gold="ans", fewshot=3, fewshot_sampler="random")), seed=7)
     assert [s.context for s in a] != [s.context for s in c]
     for i, s in enumerate(a):
         shots = s.context.split("\n\n")
         assert len(shots) == 4 and f"Q: q{i}\n" not in "\n\n".join(shots[:-1])
         assert shots[0].endswith(" a") or shots[0].endswith(" b")
     # per-sample RNG: a sample's examples don't depend on `limit`
-    lim = _mcq(tmp_path, rows, fewshot=3, limit=4)
+    lim = _mcq(tmp_path, rows, fewshot=3, limit=4, fewshot_sampler="random")
     assert [s.context for s in lim] == [s.context for s in a[:4]]
     first = _mcq(tmp_path, rows, fewshot=2, fewshot_sampler="first_n")
     assert first[0].context.startswith("Q: q1\nA: b\n\nQ: q2\nA: a\n\n")
@@ -94,7 +94,7 @@ def test_fewshot_is_deterministic_and_excludes_the_sample(tmp_path):
 
 def test_too_few_fewshot_examples(tmp_path):
     with pytest.raises(DataError, match="wants 5 few-shot examples but only 2"):
-        _mcq(tmp_path, [{"q": "x", "opts": ["a"], "ans": 0}] * 3, fewshot=5)
+        _mcq(tmp_path, [{"q": f"x{i}", "opts": ["a"], "ans": 0} for i in range(3)], fewshot=5)
 
 
 @needs_data
