@@ -29,7 +29,7 @@ class AlignStage(Stage):
     methods = ("lora", "full")
     reader: Callable[[], Any]  # a data/preference.py reader class (PairReader, FeedbackReader, PromptReader)
     tokenize: Callable  # the matching data/preference_tokenize.py function
-    held_out: tuple[str, ...] = ()  # eval metrics reported before and after training (the stage's learning signal)
+    use_cache = False  # KV cache: only the online stages generate during training
 
     # ------------------------------------------------------------------ building blocks
     def load_tokenizer(self, cfg: Config):
@@ -45,12 +45,11 @@ class AlignStage(Stage):
         full["warnings"] = report.warnings + reader.counts.warnings
         return train_rows, eval_rows, full
 
-    def build_policy(self, cfg: Config, tokenizer, task_type: str = "CAUSAL_LM", auto_class=None):
+    def build_policy(self, cfg: Config, tokenizer, task_type: str = "CAUSAL_LM", auto_class=None, **kwargs):
         """(model, peft_config): LoRA comes back as a config for the TRL trainer to apply; a continued adapter and
         full fine-tuning come back as the model itself."""
-        model = load_model(cfg.model, auto_class, apply_adapter=False) if auto_class else \
-            load_model(cfg.model, apply_adapter=False)
-        model.config.use_cache = False
+        model = load_model(cfg.model, auto_class, apply_adapter=False, **kwargs)
+        model.config.use_cache = self.use_cache
         new_ids = grow_vocab(model, len(tokenizer))
         if cfg.model.adapter:
             return attach_adapter(model, cfg.model.adapter, trainable=True), None

@@ -26,10 +26,12 @@ class KtoStage(AlignStage):
         a = cfg.align
         args = training_args(cfg, run, has_eval=eval_ds is not None, args_class=KTOConfig, beta=a.pref_beta,
                              desirable_weight=a.kto_desirable_weight, undesirable_weight=a.kto_undesirable_weight,
-                             max_length=None, precompute_ref_log_probs=a.precompute_ref)
+                             max_length=None, precompute_ref_log_probs=a.precompute_ref,
+                             train_sampling_strategy="sequential")  # KL pairs rows with their batch neighbours
         return pretokenized(KTOTrainer)(
             model=model, ref_model=reference_model(cfg, model, peft_config, len(tokenizer)), args=args,
-            train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer, peft_config=peft_config,
+            train_dataset=train_ds.shuffle(seed=cfg.train.seed),  # shuffled once: the order must stay fixed
+            eval_dataset=eval_ds, processing_class=tokenizer, peft_config=peft_config,
             callbacks=callbacks(cfg, run))
 
 

@@ -7,7 +7,7 @@ import difflib
 from tuneforge.config import load_config
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
-from tuneforge.train import cls, dpo, kto, orpo, pt, qa, seq2seq, sft, simpo
+from tuneforge.train import cls, dpo, grpo, kto, orpo, ppo, pt, qa, rloo, rm, seq2seq, sft, simpo
 from tuneforge.train.stage import Stage
 
 STAGES: dict[str, Stage] = {
@@ -16,10 +16,14 @@ STAGES: dict[str, Stage] = {
     "cls": cls.STAGE,
     "qa": qa.STAGE,
     "seq2seq": seq2seq.STAGE,
+    "rm": rm.STAGE,
     "dpo": dpo.STAGE,
     "orpo": orpo.STAGE,
     "simpo": simpo.STAGE,
     "kto": kto.STAGE,
+    "grpo": grpo.STAGE,
+    "rloo": rloo.STAGE,
+    "ppo": ppo.STAGE,
 }
 
 
