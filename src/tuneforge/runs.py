@@ -89,19 +89,34 @@ def shared_value(make: Callable[[], Any]) -> Any:
     if world_size() <= 1:
         return make()
     import torch.distributed as dist
-    from accelerate import PartialState
 
-    state = PartialState()  # initialises the process group from the launcher's environment (Trainer reuses it)
-    box = [make() if state.is_main_process else None]
+    state = _process_state()
+    box: list = [None]
+    if state.is_main_process:
+        try:
+            box = [("value", make())]
+        except BaseException as e:  # the other ranks must not wait in the broadcast forever
+            dist.broadcast_object_list([("error", getattr(e, "exit_code", 1))], src=0)
+            raise
     dist.broadcast_object_list(box, src=0)
-    return box[0]
+    kind, value = box[0]
+    if kind == "error":
+        raise SystemExit(value)  # rank 0 prints why (one line); the other ranks stop quietly, same exit code
+    return value
 
 
 def wait_for_everyone() -> None:
     if world_size() > 1:
-        from accelerate import PartialState
+        _process_state().wait_for_everyone()
 
-        PartialState().wait_for_everyone()
+
+def _process_state():
+    """accelerate's process state, initialising the process group from the launcher's environment the way the
+    Trainer will (`use_cpu` on a machine without CUDA: gloo; a bare PartialState() there would see one process)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 # ------------------------------------------------------------------------------------------- the run dir

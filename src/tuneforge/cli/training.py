@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tuneforge.cli._app import app, data_app, guarded
+from tuneforge.cli._app import DEBUG, app, data_app, guarded
 
 
 @app.command()
@@ -16,8 +16,18 @@ def train(
     overrides: Optional[list[str]] = typer.Argument(None, help="Overrides like train.lr=1e-4 lora.r=16."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run dir's latest checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Load data and model, print sizes and memory estimate, stop."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (torchrun / accelerate launch; one per GPU)."),
+    launch_config: Optional[str] = typer.Option(
+        None, "--launch-config", help="accelerate YAML (FSDP, DeepSpeed, ...) or DeepSpeed JSON; "
+        "examples/distributed/ and LLaMA-Factory's files work as they are."),
 ) -> None:
     """Train any stage (pt, sft, cls, qa, seq2seq, ...) from a config; writes a complete run directory."""
+    if nproc > 1 or launch_config:
+        from tuneforge.train.launch import launch_training
+
+        guarded(launch_training, config, overrides or [], nproc=nproc, launch_config=launch_config, resume=resume,
+                debug=DEBUG["on"])
+        return
     from tuneforge.train.run import run_from_cli
 
     guarded(run_from_cli, config, overrides or [], resume=resume, dry_run=dry_run)

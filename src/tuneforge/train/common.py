@@ -19,14 +19,17 @@ from tuneforge.errors import ConfigError, TrainingError, TrainingInterrupted
 from tuneforge.runs import RunDir, atomic_dir
 from tuneforge.train.callbacks import MetricsCallback, RichProgressCallback
 from tuneforge.train.guards import DivergenceGuard, NewPeakLR, StopSignal, divergence_error
+from tuneforge.train.observers import observers
 from tuneforge.train.plots import plot_metrics
+from tuneforge.train.tracking import tracking_args
 
 
 def set_threads(cfg: Config) -> int:
     import torch
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n = cfg.train.threads or usable
+    # N processes on one machine share its cores (torchrun would otherwise leave every rank at 1 thread).
+    n = cfg.train.threads or max(1, (usable or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     torch.set_num_threads(max(1, int(n or 1)))
     return torch.get_num_threads()
 
@@ -65,7 +68,6 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=N
         gradient_checkpointing=t.gradient_checkpointing,
         torch_compile=t.compile,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        report_to=t.report_to or "none",
         bf16=want_bf16,
         use_cpu=not on_gpu,
         disable_tqdm=True,
@@ -73,6 +75,9 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=N
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         dataloader_pin_memory=on_gpu,
+        ddp_find_unused_parameters=False,  # every trainable parameter is used; saves a graph walk per step
+        deepspeed=t.deepspeed,
+        **tracking_args(cfg, run),
     )
     kwargs.update(extra)
     if "activation_checkpointing" in args_class.__dataclass_fields__:  # transformers >= 5.2x name
@@ -193,6 +198,13 @@ def fit(trainer, run: RunDir, resume: bool) -> dict:
     trainer.remove_callback(PrinterCallback)
     ckpt = resume_point(run) if resume else None
     run.truncate_metrics(int(ckpt.name.split("-")[1]) if ckpt is not None else None)
+    if trainer.args.world_size > 1:  # what the launcher actually set up, next to the config that asked for it
+        a, kind = trainer.args, str(trainer.accelerator.distributed_type).split(".")[-1]
+        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and kind != "FSDP":
+            raise ConfigError(f"the launch config asks for FSDP but accelerate set up {kind} (FSDP runs only on "
+                              "CUDA devices)", hint="on CPU launch without the FSDP config (plain DDP)")
+        run.record_resolved(distributed={"type": kind, "world_size": a.world_size, "global_batch":
+                                         a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size})
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     if trainer.args.should_save:
         plot_metrics(run.metrics, run.plots)

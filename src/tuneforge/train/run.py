@@ -9,7 +9,7 @@ from pathlib import Path
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
 from tuneforge.eval.run import after_training
-from tuneforge.runs import open_run
+from tuneforge.runs import is_main_process, open_run
 from tuneforge.train.common import set_threads
 from tuneforge.train.stages import get_stage, load_training_config
 
@@ -64,6 +64,6 @@ def run_from_cli(config: str | None, overrides: list[str], resume: bool = False,
         config, overrides = None, [config, *overrides]
     cfg, _ = load_training_config(resolve_config_arg(config), overrides)
     out = run_training(cfg, resume=resume, dry_run=dry_run)
-    if not dry_run:
+    if not dry_run and is_main_process():
         Console().print(f"[bold green]done[/] run dir: {out['run_dir']}  ({out.get('wall_time_s')} s)")
     return out
