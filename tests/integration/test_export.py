@@ -89,6 +89,11 @@ def test_prune_unstructured_and_structured(runs, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "slim")
     assert model.config.intermediate_size == 96 and model.model.layers[0].mlp.down_proj.weight.shape == (64, 96)
     assert slim["after"]["parameters"] < slim["before"]["parameters"]
+    shallow = prune_model(str(runs["lora"]), str(tmp_path / "shallow"), layers=1, latency=False)
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "shallow")
+    assert student.config.num_hidden_layers == 1 and shallow["kept_layers"] == [0]
+    out = student.generate(torch.tensor([[1, 5, 9]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert out.shape == (1, 7)  # the KV cache works with the renumbered block
 
 
 @pytest.mark.parametrize("method", ["ties", "slerp"])

@@ -70,6 +70,7 @@ def prune(
     out: str | None = typer.Option(None, "--out", "-o", help="Output dir (default RUN/export/pruned)."),
     sparsity: float = typer.Option(0.0, help="Unstructured: fraction of each layer's weights set to zero."),
     mlp: float = typer.Option(0.0, help="Structured: fraction of MLP channels removed (matrices really shrink)."),
+    layers: int = typer.Option(0, help="Depth: keep this many evenly spaced blocks (e.g. a student of half depth)."),
     tolerance: float | None = typer.Option(None, help="Max relative perplexity change (causal LMs)."),
     sample_file: str | None = typer.Option(None, help=SAMPLE_HELP),
     eval_config: str | None = typer.Option(None, help=EVAL_HELP),
@@ -78,7 +79,8 @@ def prune(
     """Magnitude pruning (unstructured zeros, or structured MLP channels); recover with `tuneforge train`."""
     from tuneforge.export.prune import prune_model
 
-    guarded(prune_model, source, out, sparsity=sparsity, mlp=mlp, tolerance=tolerance, sample_file=sample_file,
+    guarded(prune_model, source, out, sparsity=sparsity, mlp=mlp, layers=layers, tolerance=tolerance,
+            sample_file=sample_file,
             eval_config=eval_config, latency=latency)
 
 

@@ -5,6 +5,7 @@
 - structured (`--mlp 0.25`): a quarter of the MLP channels of every block is removed (lowest |up row| x |down
   column| importance), so the matrices and `intermediate_size` in the saved config really shrink and the model is
   faster on any runtime.
+- depth (`--layers 3`): keep 3 evenly spaced blocks: a smaller student built from its teacher.
 
 The saved model is reloaded with plain transformers and must reproduce the pruned model's logits; with
 `--tolerance` the relative perplexity change on the sample text is checked too. Recovery fine-tuning is a normal
@@ -120,15 +121,41 @@ def _shrink(linear, keep, dim: int):
     return out
 
 
-def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp: float = 0.0,
+def keep_layers(model, count: int) -> list[int]:
+    """Depth pruning: keep `count` evenly spaced blocks (first and last always), e.g. a 6-layer teacher -> a 3-layer
+    student to distil into. Returns the kept indices; the saved config's `num_hidden_layers` follows."""
+    import torch
+
+    path, layers = get_layers(model)
+    if layers is None:
+        raise ConfigError(f"prune: cannot find the blocks of '{model.config.model_type}'")
+    n = len(layers)
+    if not 1 <= count < n:
+        raise ConfigError(f"--layers {count}: the model has {n} blocks; keep between 1 and {n - 1}")
+    kept = sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)}) if count > 1 else [0]
+    new = torch.nn.ModuleList([layers[i] for i in kept])
+    for new_idx, layer in enumerate(new):
+        for m in layer.modules():
+            if hasattr(m, "layer_idx"):
+                m.layer_idx = new_idx  # the KV cache is indexed by position in the new stack
+    _set_module(model.get_base_model() if hasattr(model, "get_base_model") else model, path, new)
+    config = model.config
+    config.num_hidden_layers = len(kept)
+    if getattr(config, "layer_types", None):
+        config.layer_types = [config.layer_types[i] for i in kept]
+    return kept
+
+
+def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp: float = 0.0, layers: int = 0,
                 tolerance: float | None = None, sample_file: str | None = None, eval_config: str | None = None,
                 latency: bool = True,
                 log: Log = print) -> dict:
     """Prune, save, reload with plain transformers and check; returns the before/after report."""
     import torch
 
-    if not (0 <= sparsity < 1 and 0 <= mlp < 1) or not (sparsity or mlp):
-        raise ConfigError("prune needs --sparsity and/or --mlp in (0, 1)", hint="e.g. --sparsity 0.5 or --mlp 0.25")
+    if not (0 <= sparsity < 1 and 0 <= mlp < 1) or not (sparsity or mlp or layers):
+        raise ConfigError("prune needs --sparsity or --mlp in (0, 1), or --layers N",
+                          hint="e.g. --sparsity 0.5, --mlp 0.25 or --layers 3")
     src = open_source(source)
     target = default_out(source, "pruned", out)
     model, tokenizer = load_source(src)
@@ -140,6 +167,9 @@ def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="dense",
                          eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
         info = {}
+        if layers:
+            info["kept_layers"] = keep_layers(model, layers)
+            log(f"kept blocks {info['kept_layers']}")
         if mlp:
             info["intermediate_size"] = prune_mlp_channels(model, mlp)
             log(f"MLP channels {info['intermediate_size'][0]} -> {info['intermediate_size'][1]} per block")
@@ -158,6 +188,6 @@ def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp:
         after = measure(reloaded, tokenizer, tmp, rows, label="pruned", eval_config=eval_config, eval_out=tmp,
                         template=src.template, latency=latency, log=log)
         report = write_report(tmp, "prune", source, before, after, checks,
-                              {"sparsity_target": sparsity, "mlp_fraction": mlp, **info}, log=log)
+                              {"sparsity_target": sparsity, "mlp_fraction": mlp, "layers": layers, **info}, log=log)
     log(f"wrote {target}; recover with: tuneforge train CONFIG model.path={target}")
     return report
