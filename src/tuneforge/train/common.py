@@ -11,6 +11,7 @@ import errno
 import functools
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -160,12 +161,16 @@ def _find_callback(trainer, cls):
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def _disk_error(e: OSError, what: str, kept: Path | None) -> BaseException:
-    """Out of space (or over a file-size limit) while saving: one line; the atomic save left nothing half-written."""
-    if e.errno not in DISK_FULL:
+def _disk_error(e: Exception, what: str, kept: Path | None) -> BaseException:
+    """Out of space (or over a file-size limit) while saving: one line; the atomic save left nothing half-written.
+    Other errors are returned unchanged. safetensors reports I/O failures as its own error type ("os error 28")."""
+    code = e.errno if isinstance(e, OSError) else None
+    found = re.search(r"os error (\d+)", str(e)) if code is None else None
+    code = int(found.group(1)) if found else code
+    if code not in DISK_FULL:
         return e
-    where = f" ({e.filename})" if e.filename else ""
-    return TrainingError(f"no space left while saving {what}{where}: {os.strerror(e.errno)}; nothing was half-written",
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    return TrainingError(f"no space left while saving {what}{where}: {os.strerror(code)}; nothing was half-written",
                          hint=f"free disk space, then add --resume to continue from {kept}" if kept else
                          "free disk space (or point output.dir at a larger disk) and start again")
 
