@@ -128,7 +128,7 @@ class GuardMixin:
         name = f"checkpoint-{self.state.global_step}"
         try:
             super()._save_checkpoint(model, trial)
-        except OSError as e:
+        except Exception as e:
             shutil.rmtree(staging, ignore_errors=True)
             raise _disk_error(e, f"{name}", RunDir(Path(final_root).parent).latest_checkpoint()) from None
         finally:
@@ -237,6 +237,6 @@ def save_final(model, tokenizer, run: RunDir, cfg: Config) -> Path:
                 model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
                 if tokenizer is not None:
                     tokenizer.save_pretrained(tmp)
-    except OSError as e:
+    except Exception as e:
         raise _disk_error(e, "the final model", run.latest_checkpoint()) from None
     return target
