@@ -40,6 +40,8 @@ def test_config_records_resolved_values_without_touching_the_users(tmp_path):
     assert cfg.data.packing == "auto"
     assert run.read_config().data.packing == "auto"  # the resolved section is ignored when read as a config
     assert load_config(run.config).model.path == "some/model"
+    run.release()
+    (run.root / "results.json").write_text("{}")  # a dir with only config.yaml is a failed start: reusable
     with pytest.raises(ConfigError, match="already exists"):
         open_run(cfg, resume=False)
 

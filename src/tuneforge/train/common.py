@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError, TrainingError, TrainingInterrupted
+from tuneforge.models.load import record_base
 from tuneforge.runs import RunDir, atomic_dir
 from tuneforge.train.callbacks import MetricsCallback, RichProgressCallback
 from tuneforge.train.guards import DivergenceGuard, NewPeakLR, StopSignal, divergence_error
@@ -232,6 +233,8 @@ def save_final(model, tokenizer, run: RunDir, cfg: Config) -> Path:
             model.save_pretrained(tmp, safe_serialization=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
+            if is_peft:  # the base as a portable id + its weights' hash, not the local GGUF cache dir
+                record_base(tmp, cfg.model)
         if is_peft and cfg.output.save_merged:
             with atomic_dir(run.model) as tmp:
                 model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
