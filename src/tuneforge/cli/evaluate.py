@@ -20,9 +20,11 @@ def eval_command(
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Run only this task (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N samples per task (quick checks)."),
     force: bool = typer.Option(False, "--force", help="Re-evaluate even if results for the same inputs exist."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (same as eval.threads=N)."),
 ) -> None:
     """Benchmarks (MCQ log-likelihood), generation metrics and base-vs-tuned comparisons."""
     from tuneforge.eval.run import eval_cli
 
-    guarded(eval_cli, targets or [], config=config, out=out, compare_mode=compare, tasks=task or None,
+    extra = [f"eval.threads={threads}"] if threads else []
+    guarded(eval_cli, (targets or []) + extra, config=config, out=out, compare_mode=compare, tasks=task or None,
             limit=limit, force=force)

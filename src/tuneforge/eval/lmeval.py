@@ -149,7 +149,8 @@ def run_lmeval(model: Any, tokenizer: Any, tasks: list[EvalTaskConfig], batch_si
                max_length: int | None = None) -> dict[str, dict[str, Any]]:
     """lm-eval on an already-loaded HF model. Per task, in file order: MCQ {acc, acc_norm, pred, pred_norm,
     loglikelihoods}; generation {outputs (lm-eval's text cut at its stop strings), filtered: {filter: answers},
-    metrics}; both with n and seconds. `limit` keeps the first N rows of the file (as ours does)."""
+    metrics}; both with n and seconds. `limit` keeps the first N rows of the file (as ours does; few-shot
+    examples still come from the whole file)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
@@ -157,15 +158,18 @@ def run_lmeval(model: Any, tokenizer: Any, tasks: list[EvalTaskConfig], batch_si
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in tasks:
-            test_file = cfg.file
-            if cfg.limit:  # lm-eval limits each MMLU subject; ours takes the first N rows of the file
-                test_file = str(Path(tmp) / f"{cfg.name}.jsonl")
+            test_file, limit = cfg.file, cfg.limit
+            if cfg.limit and cfg.preset == "mmlu":  # lm-eval would limit every subject; ours: first N rows
+                spec = resolve_task(cfg)
+                if spec.fewshot and not cfg.fewshot_file:
+                    raise ConfigError("cross-check mmlu few-shot with a limit needs fewshot_file (the dev split)")
+                test_file, limit = str(Path(tmp) / f"{cfg.name}.jsonl"), None
                 rows = [d for d, _, _ in read_task_rows(cfg.file)][: cfg.limit]
                 Path(test_file).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
             confs = lmeval_tasks(cfg, test_file)
             t0 = time.perf_counter()
             res = lm_eval.simple_evaluate(model=lm, tasks=confs, log_samples=True, verbosity="ERROR",
-                                          bootstrap_iters=0)
+                                          bootstrap_iters=0, limit=limit)
             secs = time.perf_counter() - t0
             every = _in_file_order(res, [c["task"] for c in confs])
             samples = [s for s in every if s["filter"] == every[0]["filter"]]  # one entry per filter and doc

@@ -172,8 +172,10 @@ def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: Eva
     settings = GenSettings(batch_size=eval_cfg.batch_size, max_new_tokens=eval_cfg.max_new_tokens,
                            do_sample=eval_cfg.do_sample, temperature=eval_cfg.temperature, top_p=eval_cfg.top_p,
                            seed=eval_cfg.seed, max_length=eval_cfg.max_length, template=template)
-    outputs = generate(model, tokenizer, samples, settings, stop=spec.stop, max_new_tokens=spec.max_new_tokens,
-                       progress=progress)
+    # a task's own value, else an explicitly set eval.max_new_tokens, else the preset's (lm-eval's), else the default
+    explicit = eval_cfg.max_new_tokens if "max_new_tokens" in eval_cfg.model_fields_set else None
+    new = spec.cfg.max_new_tokens or explicit or spec.max_new_tokens or eval_cfg.max_new_tokens
+    outputs = generate(model, tokenizer, samples, settings, stop=spec.stop, max_new_tokens=new, progress=progress)
     summary, per = score_generations(spec, samples, outputs)
     records = [{"id": s.id, "file": s.file, "line": s.line, "prompt": s.prompt, "output": o,
                 "references": s.references, **p} for s, o, p in zip(samples, outputs, per)]
