@@ -85,8 +85,12 @@ class Conversion:
 
 
 def looks_like_llamafactory(tree: dict) -> bool:
-    """True for a flat LLaMA-Factory YAML (our configs nest everything except stage/method/demo_prompts)."""
-    return bool(LF_MARKERS & set(tree))
+    """True for a flat LLaMA-Factory YAML (our configs nest everything except stage/method/demo_prompts).
+
+    A file with any of our sections as a mapping is ours, so a stray `learning_rate:` in a tuneforge config gets the
+    usual "unknown key, did you mean" error instead of being taken for a LLaMA-Factory file."""
+    ours = any(isinstance(tree.get(name), dict) for name in Config.model_fields)
+    return bool(LF_MARKERS & set(tree)) and not ours
 
 
 def schema_has(dotted: str) -> bool:

@@ -88,3 +88,12 @@ def test_train_on_a_llamafactory_file_converts_in_memory_or_names_what_it_cannot
     assert "LLaMA-Factory config, converted in memory" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="galore_rank"):
         load_config(LF / "extras/galore/llama3_full_sft.yaml")
+
+
+def test_our_own_config_with_a_stray_flat_key_is_not_taken_for_llamafactory(tmp_path):
+    from tuneforge.config import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {path: m}\nlearning_rate: 1.0e-4\n")
+    with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
+        load_config(cfg)
