@@ -5,7 +5,8 @@ into it. The kernel drops the lock when the holder dies, so a lock left by a kil
 reboot) never blocks the next writer; the holder line only serves the error message. Where `flock` is not
 supported (some network filesystems) the file's pid/host decide: a holder on this host whose pid is gone is stale.
 
-Locks are re-entrant within a process (`train` holds the run dir while its after-training eval writes into it).
+Output-dir locks are re-entrant within a process (a second `decontam` call from the same script); run-dir locks
+are not (two in-process trainings into one run dir would interleave their writes).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from tuneforge.errors import LockedError
 
 LOCK_NAME = ".lock"
-_HELD: dict[str, "DirLock"] = {}  # resolved dir -> this process's lock on it
+_HELD: dict[str, DirLock] = {}  # resolved dir -> this process's lock on it
 
 
 @dataclass
@@ -45,7 +46,7 @@ class DirLock:
         else:
             (self.dir / LOCK_NAME).unlink(missing_ok=True)
 
-    def __enter__(self) -> "DirLock":
+    def __enter__(self) -> DirLock:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -71,11 +72,16 @@ def describe(holder: dict) -> str:
     return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')} ({holder.get('command')})"
 
 
-def acquire(directory: str | Path, what: str = "output dir") -> DirLock:
-    """Lock `directory` (created if missing) for this process, or raise LockedError naming the holder."""
+def acquire(directory: str | Path, what: str = "output dir", reentrant: bool = True) -> DirLock:
+    """Lock `directory` (created if missing) for this process, or raise LockedError naming the holder.
+
+    `reentrant=False`: a second acquire in this same process is refused too (two in-process trainings, e.g. web UI
+    jobs, must not share a run dir)."""
     d = Path(directory)
     key = str(d.resolve())
     if key in _HELD:
+        if not reentrant:
+            raise _busy(d, what)
         _HELD[key].depth += 1
         return _HELD[key]
     d.mkdir(parents=True, exist_ok=True)

@@ -269,7 +269,7 @@ def _choose_and_lock(cfg: Config, resume: bool) -> Path:
     """Main process: the run's root, locked, after checking that this start may write there."""
     root = _choose_root(cfg, resume)
     existed = root.exists()
-    lock = run_lock.acquire(root, "run dir")
+    lock = run_lock.acquire(root, "run dir", reentrant=False)
     try:
         _check_root(root, cfg, resume)
     except BaseException:

@@ -6,6 +6,7 @@ a file-size limit need their own process); the others call the same entry point 
 
 import hashlib
 import json
+import math
 import os
 import resource
 import signal
@@ -14,8 +15,8 @@ import sys
 import time
 
 import pytest
-
 from run_helpers import losses, write_copy_task
+
 from tuneforge.errors import LockedError, TrainingError
 from tuneforge.runs import RunDir
 
@@ -55,7 +56,9 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resume_is_bit_exact(tiny_llama
     from tuneforge.runs import open_run
 
     data = write_copy_task(tmp_path / "d.json", n=64)
-    args = lambda name: base_args(tiny_llama, data, tmp_path, name, 40, "train.lr=3e-3", "lora.dropout=0.1")  # noqa
+    def args(name):
+        return base_args(tiny_llama, data, tmp_path, name, 40, "train.lr=3e-3", "lora.dropout=0.1")
+
     ref = cli(*args("ref"))
     assert ref.wait(600) == 0, ref.stderr.read()
 
@@ -78,7 +81,6 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resume_is_bit_exact(tiny_llama
     r = cli(*args("term"), "--resume")
     out, err = r.communicate(timeout=600)
     assert r.returncode == 0, err
-    assert f"resuming from {RunDir(run).latest_checkpoint().name}" not in out or True
     assert "resuming from checkpoint-" in out
     assert loss_steps(run) == list(range(1, 41)), "each step logged exactly once"
     assert losses(run) == losses(tmp_path / "ref")  # bit-identical, dropout RNG included
@@ -97,9 +99,10 @@ def _limit_file_size(limit):
 
 def test_divergence_names_a_checkpoint_that_resumes_and_a_full_disk_keeps_it(tiny_llama, tmp_path, in_process):
     data = write_copy_task(tmp_path / "d.json", n=64)
-    args = lambda lr, steps: base_args(tiny_llama, data, tmp_path, "div", steps, f"train.lr={lr}",  # noqa: E731
-                                       "method=full", "train.save_steps=1", "train.save_total_limit=3",
-                                       "train.max_grad_norm=0")
+    def args(lr, steps):
+        return base_args(tiny_llama, data, tmp_path, "div", steps, f"train.lr={lr}", "method=full",
+                         "train.save_steps=1", "train.save_total_limit=3", "train.max_grad_norm=0")
+
     run = RunDir(tmp_path / "div")
     in_process(args(1e-3, 3))
     with pytest.raises(TrainingError, match="non-finite loss") as e:
@@ -114,7 +117,8 @@ def test_divergence_names_a_checkpoint_that_resumes_and_a_full_disk_keeps_it(tin
     # disk full while saving the next checkpoint: one line, the good checkpoint untouched, nothing half-written
     before = _digest(good)
     p = subprocess.run([sys.executable, "-m", "tuneforge.cli", "train", *args(1e-3, 8), "--resume"],
-                       capture_output=True, text=True, timeout=600, preexec_fn=_limit_file_size(150_000))
+                       capture_output=True, text=True, timeout=600, preexec_fn=_limit_file_size(150_000),
+                       check=False)
     assert p.returncode == 3, p.stderr
     assert "no space left while saving checkpoint-" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert f"--resume to continue from {good}" in p.stderr
@@ -122,7 +126,7 @@ def test_divergence_names_a_checkpoint_that_resumes_and_a_full_disk_keeps_it(tin
 
     in_process(args(1e-3, 8), resume=True)  # the named checkpoint really resumes
     assert loss_steps(run.root) == list(range(1, 9))
-    assert all(x == x and x < 20 for x in losses(run.root))
+    assert all(math.isfinite(x) and x < 20 for x in losses(run.root))
     assert (run.model / "model.safetensors").exists()
 
 

@@ -63,3 +63,25 @@ def test_decontam_options_are_validated_before_the_work(tmp_path, data):
     one_line(tf("decontam", "--train", data, "--against", str(bench), "--method", "exact", "--k", "0",
                 "-o", str(tmp_path / "o")), "--k must be at least 1")
     assert existing.read_text() == "x"
+
+
+def test_eval_output_dir_has_one_writer(tmp_path, tiny_llama):
+    import subprocess
+    import sys
+
+    mcq = tmp_path / "mcq.jsonl"
+    mcq.write_text(json.dumps({"question": "1?", "choices": ["a", "b"], "answer": 0}) + "\n")
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(json.dumps({"model": {"path": tiny_llama}, "eval": {"tasks": [
+        {"name": "t", "file": str(mcq), "prompt": "{question}", "choices": "choices", "gold": "answer"}]}}))
+    out = tmp_path / "eval-out"
+    code = (f"from tuneforge import run_lock; run_lock.acquire({str(out)!r}); print('locked', flush=True); "
+            "import sys; sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        one_line(tf("eval", "--config", str(cfg), "--out", str(out)), "eval output dir", f"in use by pid {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "results.json").exists()

@@ -65,7 +65,7 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holder_is_not_sta
     run.release()
 
 
-def test_lock_is_reentrant_in_one_process(tmp_path):
+def test_output_dir_lock_is_reentrant_in_one_process(tmp_path):
     a = run_lock.acquire(tmp_path / "d")
     b = run_lock.acquire(tmp_path / "d")
     assert a is b
@@ -102,3 +102,10 @@ def test_latest_checkpoint_skips_diverged(tmp_path):
     assert run.latest_checkpoint().name == "checkpoint-4"
     run.mark_diverged(run.checkpoints / "checkpoint-4", "test")
     assert run.latest_checkpoint().name == "checkpoint-2"
+
+
+def test_two_trainings_in_one_process_do_not_share_a_run_dir(tmp_path):
+    run = open_run(cfg(tmp_path), resume=False)
+    with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
+        open_run(cfg(tmp_path), resume=False)
+    run.release()

@@ -178,10 +178,26 @@ class StopSignal(TrainerCallback):
               flush=True)
 
     def on_step_end(self, args, state, control, **kw):
-        if self.received is not None:
+        if self._agreed_stop():
             control.should_save = True
             control.should_training_stop = True
         return control
+
+    def _agreed_stop(self) -> bool:
+        """Under DDP every rank must stop after the same step (else one waits forever in the next all-reduce):
+        the ranks agree with one tiny all-reduce per step. A single process just reads its flag."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return self.received is not None
+        import torch
+
+        flag = torch.tensor([1 if self.received is not None else 0],
+                            device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self.received is None:
+            self.received = signal.SIGTERM  # another rank got the signal
+        return bool(flag.item())
 
     @property
     def name(self) -> str:

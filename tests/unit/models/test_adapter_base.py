@@ -7,7 +7,12 @@ import pytest
 
 from tuneforge.config.schema import ModelConfig
 from tuneforge.errors import ModelLoadError
-from tuneforge.models.load import BUILTIN_HUB_IDS, adapter_base, load_tokenizer, record_base
+from tuneforge.models.load import (
+    BUILTIN_HUB_IDS,
+    adapter_base,
+    load_tokenizer,
+    record_base,
+)
 
 
 def adapter_dir(tmp_path, base_recorded_by_peft):
