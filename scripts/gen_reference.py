@@ -208,7 +208,7 @@ def _param_row(p: Any, ctx: Any) -> str:
 # --- error classes ---------------------------------------------------------------------------------------------
 
 def errors_reference() -> str:
-    import tuneforge.errors as errors
+    from tuneforge import errors
 
     classes = [c for c in vars(errors).values()
                if isinstance(c, type) and issubclass(c, errors.TuneforgeError)]

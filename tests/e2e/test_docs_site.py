@@ -35,7 +35,7 @@ def test_docs_build_strict_offline(tmp_path):
 def _blocks(page: str) -> dict[str, str]:
     """Fenced blocks with a title="..." attribute, by title."""
     return {m.group(2): m.group(3) for m in
-            re.finditer(r'```(\w+) title="([^"]+)"\n(.*?)```', page, flags=re.S)}
+            re.finditer(r'```(\w+) title="([^"]+)"\n(.*?)```', page, flags=re.DOTALL)}
 
 
 def test_getting_started_commands_give_a_trained_run(tiny_llama, tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
-
 from shared_paths import DATA
+
 from tuneforge.config import load_config
 from tuneforge.train.run import run_training
 from tuneforge.train.stages import STAGES

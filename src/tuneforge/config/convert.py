@@ -10,9 +10,10 @@ with that reason, so the table stays honest as the schema grows.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 

@@ -12,7 +12,12 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from tuneforge.config.convert import LF_MARKERS, Conversion, convert_tree, looks_like_llamafactory
+from tuneforge.config.convert import (
+    LF_MARKERS,
+    Conversion,
+    convert_tree,
+    looks_like_llamafactory,
+)
 from tuneforge.config.load import format_validation_error, read_yaml
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError

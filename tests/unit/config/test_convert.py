@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared_paths import DATA
 from typer.testing import CliRunner
 
-from shared_paths import DATA
 from tuneforge.cli import app
 from tuneforge.config.convert import convert_tree
 from tuneforge.config.schema import Config
