@@ -58,7 +58,9 @@ UNSUPPORTED_PREFIXES = {
     "apollo_": "APOLLO optimizer", "use_badam": "BAdam optimizer", "badam_": "BAdam optimizer",
     "loraplus_": "LoRA+ learning-rate ratio", "pissa_": "PiSSA initialisation", "use_llama_pro": "LLaMA Pro expansion",
     "tokenized_path": "pre-tokenized datasets (tuneforge caches tokenized data itself, keyed by its inputs)",
-    "export_quantization_": "GPTQ export quantization", "use_unsloth": "unsloth kernels",
+    "export_quantization_": "GPTQ calibrated quantization (`tuneforge quantize MODEL --bits 4` or `--bits 8` does "
+                            "weight-only int4/int8 with a perplexity check instead)",
+    "use_unsloth": "unsloth kernels",
     "rope_scaling": "RoPE scaling", "neftune_noise_alpha": "NEFTune noise", "use_badam_": "BAdam optimizer",
 }
 
