@@ -93,6 +93,24 @@ def check_engine(launch_config: str | None) -> None:
                               hint="on CPU use --nproc N without --launch-config (DDP over gloo)")
 
 
+def _run_launcher(cmd: list[str], env: dict) -> int:
+    """Run the launcher and wait for it. torchrun starts every rank in its own session, so the launcher must stop
+    them itself: Ctrl-C reaches it too (same process group) and SIGTERM is passed on; killing it instead would
+    leave the ranks training on as orphans."""
+    import signal
+
+    proc = subprocess.Popen(cmd, env=env)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                continue  # the launcher got the same Ctrl-C and is stopping its ranks; wait for it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def launch_training(config: str | None, overrides: list[str], nproc: int, launch_config: str | None = None,
                     resume: bool = False, debug: bool = False) -> int:
     """Validate the config, then run `tuneforge train` on `nproc` processes; returns 0 or raises TrainingError."""
@@ -107,7 +125,7 @@ def launch_training(config: str | None, overrides: list[str], nproc: int, launch
         argv.remove("")
     cmd = launch_command(argv, nproc, launch_config, free_port())
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    code = subprocess.call(cmd, env=env)
+    code = _run_launcher(cmd, env)
     if code != 0:
         raise TrainingError(f"distributed training failed (launcher exit code {code}); the failing rank's error "
                             "is printed above")

@@ -153,9 +153,13 @@ def _study(space: Space, sweep_dir: Path, name: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=space.startup_trials, n_warmup_steps=space.warmup_steps)
               if space.startup_trials is not None else optuna.pruners.NopPruner())
-    return optuna.create_study(
-        study_name=name, storage=f"sqlite:///{(sweep_dir / 'study.db').resolve()}", load_if_exists=True,
-        direction=space.direction, sampler=optuna.samplers.TPESampler(seed=space.seed), pruner=pruner)
+    storage = f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=space.direction,
+                                pruner=pruner)
+    # A resumed sweep must not replay the first proposals of a fresh sampler: offset the seed by the trials so far
+    # (still deterministic for a given history).
+    study.sampler = optuna.samplers.TPESampler(seed=space.seed + len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def _requeue_interrupted(study) -> int:
@@ -165,7 +169,7 @@ def _requeue_interrupted(study) -> int:
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
         study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params, skip_if_exists=True)
+        study.enqueue_trial(t.params)  # (skip_if_exists would see the failed trial itself and skip)
     return len(stale)
 
 

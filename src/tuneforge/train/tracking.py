@@ -41,6 +41,9 @@ def tracking_args(cfg: Config, run: RunDir) -> dict:
     if "mlflow" in names:
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             os.environ["MLFLOW_TRACKING_URI"] = (run.root / "mlruns").resolve().as_uri()
+            # MLflow 3 keeps the file store in maintenance mode behind this switch; a database store would put
+            # its artifact root in the working directory, outside the run dir.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "tuneforge")
     if "wandb" in names:
         os.environ.setdefault("WANDB_MODE", "offline")
