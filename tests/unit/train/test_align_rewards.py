@@ -68,3 +68,17 @@ def test_upstream_trl_hooks_we_override_keep_their_shape():
     for cls in (CPOTrainer, ORPOTrainer):
         assert list(inspect.signature(cls.tokenize_row).parameters)[:2] == ["self", "feature"], cls
     assert "calculate_KL" in inspect.getsource(KTOTrainer._prepare_dataset)
+
+
+def test_align_examples_load_and_validate():
+    from pathlib import Path
+
+    from tuneforge.train.stages import load_training_config
+
+    examples = sorted((Path(__file__).parents[3] / "examples").glob("align_*.yaml"))
+    assert len(examples) >= 7
+    for path in examples:
+        cfg, stage = load_training_config(str(path), [])
+        assert stage.name == cfg.stage and Path(cfg.data.dataset_dir or path.parent).exists(), path
+        for spec in cfg.data.train:
+            assert Path(spec.path).exists() or (Path(cfg.data.dataset_dir) / "dataset_info.json").exists(), path
