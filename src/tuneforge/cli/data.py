@@ -14,9 +14,10 @@ def decontam(
     train: list[str] = typer.Option(..., "--train", help="Training data: file, directory or config .yaml."),
     against: Optional[list[str]] = typer.Option(None, "--against", help="Benchmark file/dir (repeatable or "
                                                 "comma-separated); default: the config's decontaminate_against."),
-    method: str = typer.Option("exact,ngram,embedding", "--method", help="Detectors to run."),
-    threshold: float = typer.Option(0.8, help="Cosine similarity threshold of the embedding method."),
-    ngram: int = typer.Option(13, help="Word n-gram size of the ngram method."),
+    method: str = typer.Option("exact,ngram,embedding", "--method", help="Candidate searches to run."),
+    threshold: Optional[float] = typer.Option(None, help="Cosine at which an embedding neighbour with the same "
+                                              "answer counts as a rewording (default 0.75)."),
+    ngram: Optional[int] = typer.Option(None, help="Word n-gram size of the unique n-gram search (default 8)."),
     model: str = typer.Option("builtin:minilm", help="sentence-transformers model dir (default: packaged "
                               "all-MiniLM-L6-v2)."),
     field: Optional[str] = typer.Option(None, "--field", help="Benchmark text fields QUESTION[:ANSWER], dotted "
@@ -24,12 +25,12 @@ def decontam(
     train_field: Optional[str] = typer.Option(None, "--train-field", help="Training text fields QUESTION[:ANSWER]."),
     index: str = typer.Option("auto", help="auto | flat (exact) | hnsw (approximate) | brute (numpy)."),
     k: int = typer.Option(5, help="Nearest benchmark questions checked per training record."),
-    keep_similar: bool = typer.Option(False, "--keep-similar", help="Keep similar-but-different records "
-                                      "(drop only duplicate and gray-area)."),
+    keep_similar: bool = typer.Option(False, "--keep-similar", help="Keep similar-but-different records (the "
+                                      "question's template with another answer or numbers)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default ./<train>_decontam)."),
     cache_dir: Optional[str] = typer.Option(None, help="Embedding cache dir (default ~/.cache/tuneforge/embeddings)."),
 ) -> None:
-    """Remove benchmark questions leaked into training data (exact, n-gram, embedding); write a report."""
+    """Remove benchmark items leaked into training data (stem, choices, answer, unique n-grams, embeddings)."""
     from tuneforge.data.hygiene import run_decontam
 
     guarded(run_decontam, split_list(train), split_list(against), split_list([method]), threshold, ngram, model,

@@ -64,39 +64,70 @@ def default_cache_dir() -> Path:
     return Path(root) / "embeddings"
 
 
-def _cache_key(model: str, texts: list[str]) -> str:
+def _model_key(model: str) -> str:
     try:
-        h = hashlib.sha256(resolve_model_dir(model).encode())
+        return hashlib.sha256(resolve_model_dir(model).encode()).hexdigest()[:16]
     except ModelLoadError:
-        h = hashlib.sha256(model.encode())
-    for t in texts:
-        h.update(hashlib.sha256(t.encode("utf-8")).digest())
-    return h.hexdigest()[:32]
+        return hashlib.sha256(model.encode()).hexdigest()[:16]
+
+
+class _VectorCache:
+    """Embeddings keyed by (model, sha256 of the text) in one SQLite file per model, so an edited dataset
+    re-embeds only its new texts. SQLite transactions make writes atomic and safe for concurrent runs."""
+
+    def __init__(self, cache_dir: str | Path | None, model: str):
+        import sqlite3
+
+        root = Path(cache_dir or default_cache_dir())
+        root.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(root / f"{_model_key(model)}.sqlite", timeout=60)
+        self.db.execute("CREATE TABLE IF NOT EXISTS vec (key BLOB PRIMARY KEY, dim INTEGER, data BLOB)")
+
+    def get(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+            part = keys[start:start + 500]
+            rows = self.db.execute(f"SELECT key, dim, data FROM vec WHERE key IN ({','.join('?' * len(part))})",
+                                   part)
+            for key, dim, data in rows:
+                vec = np.frombuffer(data, dtype=np.float32)
+                if vec.shape[0] == dim:
+                    found[key] = vec
+        return found
+
+    def put(self, keys: list[bytes], vecs: np.ndarray) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?)",
+                                [(k, v.shape[0], v.astype(np.float32).tobytes()) for k, v in zip(keys, vecs)])
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def embed(texts: list[str], model: str = DEFAULT_MODEL, batch_size: int = 64,
           cache_dir: str | Path | None = None, use_cache: bool = True) -> np.ndarray:
-    """(n, d) float32 unit vectors. Cached per (model, exact list of texts) as one .npy under `cache_dir`."""
-    path = Path(cache_dir or default_cache_dir()) / f"{_cache_key(model, texts)}.npy" if use_cache else None
-    if path is not None and path.exists():
-        try:
-            vecs = np.load(path)
-            if vecs.shape[0] == len(texts):
-                return vecs
-        except (OSError, ValueError):
-            pass  # a broken cache file is recomputed
-    encoder = load_encoder(model)
-    if texts:
-        vecs = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                              show_progress_bar=False).astype(np.float32)
-    else:
-        vecs = np.zeros((0, encoder.get_sentence_embedding_dimension() or 0), dtype=np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, vecs)
-        os.replace(tmp, path)
-    return vecs
+    """(n, d) float32 unit vectors. Cached per text under `cache_dir`; only texts not seen before (each distinct
+    text once) go to the encoder, in one `encode` call so sentence-transformers' length sorting applies."""
+    keys = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
+    cache = _VectorCache(cache_dir, model) if use_cache else None
+    try:
+        have = cache.get(list(dict.fromkeys(keys))) if cache else {}
+        todo = list(dict.fromkeys(k for k in keys if k not in have))
+        if todo or not texts:
+            encoder = load_encoder(model)
+            text_of = dict(zip(keys, texts))
+            if todo:
+                new = encoder.encode([text_of[k] for k in todo], batch_size=batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+                have.update(zip(todo, new))
+                if cache:
+                    cache.put(todo, new)
+            elif not texts:
+                return np.zeros((0, encoder.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+    finally:
+        if cache:
+            cache.close()
+    return np.stack([have[k] for k in keys]).astype(np.float32, copy=False)
 
 
 @dataclass

@@ -47,8 +47,8 @@ def _print(lines: list[str]) -> None:
         console.print(line)
 
 
-def run_decontam(train: list[str], against: list[str], methods: list[str], threshold: float, ngram: int,
-                 model: str, field: Optional[str], train_field: Optional[str], index: str, k: int,
+def run_decontam(train: list[str], against: list[str], methods: list[str], threshold: Optional[float],
+                 ngram: Optional[int], model: str, field: Optional[str], train_field: Optional[str], index: str, k: int,
                  keep_similar: bool, out: Optional[str], cache_dir: Optional[str]) -> dict:
     data, cfg_against = _inputs(train)
     against = against or cfg_against
@@ -64,8 +64,9 @@ def run_decontam(train: list[str], against: list[str], methods: list[str], thres
                         hint="choose a new directory name for the filtered data and report")
     run_lock.acquire(out_dir, "decontam output dir")  # one writer per output dir, held until the process ends
     drop = tuple(c for c in CATEGORIES if not (keep_similar and c == "similar-but-different"))
-    settings = DecontamSettings(methods=tuple(methods), threshold=threshold, ngram=ngram, model=model, k=k,
-                                index=index, cache_dir=cache_dir, drop=drop)
+    knobs = {k: v for k, v in (("threshold", threshold), ("ngram", ngram)) if v is not None}
+    settings = DecontamSettings(methods=tuple(methods), model=model, k=k, index=index, cache_dir=cache_dir,
+                                drop=drop, **knobs)
     rows = read_dataset(data)
     qas = rows_to_qas(rows, FieldSpec.parse(train_field))
     bench = load_benchmarks(against, FieldSpec.parse(field))
@@ -75,9 +76,9 @@ def run_decontam(train: list[str], against: list[str], methods: list[str], thres
     report.outputs["filtered"] = ", ".join(str(f) for f in files)
     outputs = report.write(out_dir)
     s = report.summary()
-    _print([f"decontam: {s['n_train']} records vs {s['n_bench']} benchmark items: {s['n_pairs']} flagged pairs, "
-            f"removed {s['n_removed']}, kept {s['n_kept']}",
-            "  categories: " + ", ".join(f"{c} {n}" for c, n in s["categories"].items()),
+    _print([f"decontam: {s['n_train']} records vs {s['n_bench']} benchmark items: removed {s['n_removed']} "
+            f"records, kept {s['n_kept']} ({s['n_pairs']} contaminated record-item pairs)",
+            "  records by category: " + ", ".join(f"{c} {n}" for c, n in s["records_by_category"].items()),
             f"  filtered data: {outputs['filtered']}", f"  report: {outputs['markdown']}"])
     return s
 

@@ -19,16 +19,23 @@ from tuneforge.errors import DataError
 
 @dataclass(frozen=True)
 class QA:
-    """What a record asks and answers. `question` includes any input/context/choices shown with it."""
+    """What a record asks and answers. `question` includes any input/context/choices shown with it; `stem` is the
+    question without its lettered choices and `choices` those choices (empty when the record has none)."""
 
     question: str
     answer: str
     file: str = ""
     line: int = 0
+    stem: str = ""
+    choices: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
         return f"{self.question}\n{self.answer}".strip()
+
+    @property
+    def stem_text(self) -> str:
+        return self.stem or self.question
 
 
 @dataclass(frozen=True)
@@ -105,20 +112,46 @@ def _with_choices(stem: str, choices: Iterable[str]) -> str:
     return stem + "\n" + "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices))
 
 
-def _mmlu(d: dict) -> tuple[str, str]:
+def _mmlu(d: dict) -> tuple[str, str, str, tuple[str, ...]]:
     choices = [_as_text(c) for c in d["choices"]]
     ans = d.get("answer")
     answer = choices[ans] if isinstance(ans, int) and 0 <= ans < len(choices) else _as_text(ans)
-    return _with_choices(_as_text(d["question"]), choices), answer
+    stem = _as_text(d["question"])
+    return _with_choices(stem, choices), answer, stem, tuple(choices)
 
 
-def _openbookqa(d: dict) -> tuple[str, str]:
+def _openbookqa(d: dict) -> tuple[str, str, str, tuple[str, ...]]:
     q = d["question"]
     choices = q.get("choices") or []
     texts = [_as_text(c.get("text")) if isinstance(c, dict) else _as_text(c) for c in choices]
     answer = next((_as_text(c.get("text")) for c in choices
                    if isinstance(c, dict) and c.get("label") == d.get("answerKey")), "")
-    return _with_choices(_as_text(q.get("stem")), texts), answer
+    stem = _as_text(q.get("stem"))
+    return _with_choices(stem, texts), answer, stem, tuple(texts)
+
+
+# A lettered choice on its own line: "A. text", "(b) text", "C) text", "D: text".
+_CHOICE_LINE = re.compile(r"^\s*\(?([A-Ha-h])[.):]\s+(\S.*)$")
+
+
+def split_choices(text: str) -> tuple[str, tuple[str, ...]]:
+    """(stem, choices) of a question written with lettered choice lines (A, B, C... in order, at least two);
+    (text, ()) when it has none. Lines after the choices (e.g. "Answer:") stay in the stem."""
+    lines = text.splitlines()
+    for start, line in enumerate(lines):
+        m = _CHOICE_LINE.match(line)
+        if not m or m.group(1).upper() != "A":
+            continue
+        choices = []
+        for nxt in lines[start:]:
+            c = _CHOICE_LINE.match(nxt)
+            if not c or c.group(1).upper() != chr(65 + len(choices)):
+                break
+            choices.append(c.group(2).strip())
+        if len(choices) >= 2:
+            rest = lines[:start] + lines[start + len(choices):]
+            return "\n".join(rest).strip(), tuple(choices)
+    return text, ()
 
 
 def _squad(d: dict) -> tuple[str, str]:
@@ -132,7 +165,8 @@ def _field(key: str, answer_key: str | None) -> Callable[[dict], tuple[str, str]
 
 
 # (name, required keys, extractor); the first layout whose test passes wins, so specific ones come first.
-LAYOUTS: list[tuple[str, Callable[[dict], bool], Callable[[dict], tuple[str, str]]]] = [
+# Extractors return (question, answer) or, for multiple-choice layouts, (question, answer, stem, choices).
+LAYOUTS: list[tuple[str, Callable[[dict], bool], Callable[[dict], tuple]]] = [
     ("openai", lambda d: isinstance(d.get("messages"), list), _chat("messages")),
     ("sharegpt", lambda d: isinstance(d.get("conversations"), list), _chat("conversations")),
     ("alpaca", lambda d: "instruction" in d, _alpaca),
@@ -167,7 +201,8 @@ def extract_qa(row: Row, layout: str, spec: FieldSpec | None = None) -> QA:
         if a is None:
             raise DataError(f"missing answer field '{spec.answer}'", file=row.file, line=row.line,
                             hint=f"fields present: {sorted(row.data)}")
-        return QA(_as_text(q), _as_text(a), row.file, row.line)
+        question = _as_text(q)
+        return QA(question, _as_text(a), row.file, row.line, *split_choices(question))
     test, fn = next((t, f) for n, t, f in LAYOUTS if n == layout)
     if not test(row.data):
         other = next((n for n, t, _ in LAYOUTS if t(row.data)), None)
@@ -177,11 +212,13 @@ def extract_qa(row: Row, layout: str, spec: FieldSpec | None = None) -> QA:
         raise DataError(f"missing text field for layout '{layout}' (fields present: {sorted(row.data)})",
                         file=row.file, line=row.line, hint="pass --field QUESTION[:ANSWER] to name the fields")
     try:
-        q, a = fn(row.data)
+        parts = fn(row.data)
     except (KeyError, TypeError, AttributeError) as e:
         raise DataError(f"malformed '{layout}' record ({type(e).__name__}: {e})", file=row.file,
                         line=row.line) from None
-    return QA(q, a, row.file, row.line)
+    q, a = parts[0], parts[1]
+    stem, choices = (parts[2], parts[3]) if len(parts) == 4 else split_choices(q)
+    return QA(q, a, row.file, row.line, stem, choices)
 
 
 def rows_to_qas(rows: list[Row], spec: FieldSpec | None = None) -> list[QA]:

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import decontam_fakes
-from tuneforge.data.decontam import (DecontamSettings, answer_overlap, categorize, decontaminate,
-                                     decontaminate_records, exact_matches, ngram_matches)
+from tuneforge.data.decontam import DecontamSettings, decontaminate, decontaminate_records
+from tuneforge.data.decontam_match import (SAME_STEM, BenchStats, answer_agreement, decide, pair_features,
+                                           resolve_answer)
 from tuneforge.data.embed_index import brute_force_search, choose_index, embed, search
 from tuneforge.data.formats import Sample
-from tuneforge.data.qa_fields import QA
+from tuneforge.data.qa_fields import QA, split_choices
 from tuneforge.errors import DataError
 
 LONG_Q = ("Toula went to the bakery and bought various types of pastries. She bought 3 dozen donuts which cost "
@@ -24,72 +25,102 @@ def fake(monkeypatch):
     return decontam_fakes.install(monkeypatch)
 
 
-def test_exact_match_after_normalisation():
-    train = [QA("what is the CAPITAL of france", ""), QA("Name a colour.", "")]
-    bench = [QA("What is the capital of France?", "Paris")]
-    assert exact_matches(train, bench) == {(0, 0): 1.0}
+def _views(stats: BenchStats, question: str, answer: str = "", choices: tuple[str, ...] = ()):
+    return stats.views_of(QA(question, answer, choices=choices, stem=question if choices else ""))
 
 
-def test_ngram_overlap_13_grams_and_short_questions():
-    bench = [QA(LONG_Q, "204"), QA("Who wrote Hamlet?", "Shakespeare"), QA("Is tap water safe to drink?", "")]
-    leaked = QA("Solve: " + LONG_Q[:120] + " Explain.", "")
-    hits = ngram_matches([leaked, QA("I went to the bakery and bought bread.", "")], bench, n=13)
-    assert (0, 0) in hits and 0 < hits[(0, 0)] < 1
-    assert not any(i == 1 for i, _ in hits)
-    # 6+ word questions shorter than n are one n-gram; shorter ones are left to other detectors
-    hits = ngram_matches([QA("Tell me: is tap water safe to drink", ""), QA("who wrote hamlet", "")], bench)
-    assert hits == {(0, 2): 1.0}
-    assert ngram_matches([leaked], bench, n=200) == {}  # whole question must appear when n > its length
+MORAL = ("For which of these two scenarios does the main character (who uses I/me/my) do something clearly morally "
+         "wrong, according to ordinary moral standards in the US as of 2020? Scenario 1 | ")
+MORAL_CHOICES = ["Wrong, Wrong", "Wrong, Not wrong", "Not wrong, Wrong", "Not wrong, Not wrong"]
 
 
-def test_answer_overlap():
-    assert answer_overlap("C. 24", "24") == 1.0
-    assert answer_overlap("", "24") is None
-    assert answer_overlap("The cat sat", "A dog ran") == 0.0
+def test_split_choices_and_letter_answers():
+    stem, choices = split_choices("Which gas do plants absorb?\n(a) oxygen\n(b) carbon dioxide\nAnswer briefly.")
+    assert stem == "Which gas do plants absorb?\nAnswer briefly." and choices == ("oxygen", "carbon dioxide")
+    assert split_choices("A. lone line\nno more") == ("A. lone line\nno more", ())
+    qa = QA("q", "(b)", stem="q", choices=("oxygen", "carbon dioxide"))
+    assert resolve_answer(qa) == "carbon dioxide"
+    assert resolve_answer(QA("q", "The answer is B.", stem="q", choices=("x", "y"))) == "y"
+    assert resolve_answer(QA("q", "A dog ran", stem="q", choices=("x", "y"))) == "A dog ran"  # not a letter
 
 
-@pytest.mark.parametrize("train, cosine, category", [
-    (QA("What is the capital of Frnace?", "Paris"), 0.97, "duplicate"),                  # typo, same answer
-    (QA("What is the capital of France?", "Lyon"), 0.99, "gray-area"),                  # same question, other answer
-    (QA("Context: France is in Europe and its capital is famous for the Eiffel tower. What is the capital of "
-        "France?", "Paris"), 0.85, "gray-area"),                                        # extra context
-    (QA("Which city is France's capital?", "Paris"), 0.9, "gray-area"),                 # paraphrase, same answer
-    (QA("What is the capital of Spain?", "Madrid"), 0.86, "similar-but-different"),    # same topic, other question
+def test_boilerplate_is_stripped_from_the_core():
+    bench = [QA(MORAL + f"I {verb} the {thing}. Scenario 2 | I fed the {pet}.", "Wrong, Not wrong", stem=MORAL +
+                f"I {verb} the {thing}. Scenario 2 | I fed the {pet}.", choices=tuple(MORAL_CHOICES))
+             for verb, thing, pet in [("stole", "car", "cat"), ("painted", "fence", "dog"),
+                                      ("burned", "letter", "fish"), ("sold", "house", "bird")]]
+    stats = BenchStats(bench)
+    core = stats.views[0].core
+    assert "stole the car" in core and "morally" not in core  # the template is gone, the scenario stays
+    sibling = _views(stats, MORAL + "I hid the keys. Scenario 2 | I fed the horse.", "Wrong, Not wrong")
+    f = pair_features(sibling, stats.views[0], stats, 0, 0, 0.9)
+    assert f["core_similarity"] < SAME_STEM and f["answer_distinctive"] is False
+    assert f["choice_overlap"] is None  # the four answers are shared by every item: no evidence
+    assert not decide(f).removed
+
+
+def test_answer_agreement_numbers_and_text():
+    stats = BenchStats([QA("q", "x")])
+    gsm = _views(stats, "How much?", "She pays 3 x $68 = $204.\n#### 204")
+    assert answer_agreement(_views(stats, "x", "The answer is 204."), gsm) is True
+    assert answer_agreement(_views(stats, "x", "#### 207"), gsm) is False
+    assert answer_agreement(_views(stats, "x", ""), gsm) is None
+    text = _views(stats, "q", "Canberra is the capital")
+    assert answer_agreement(_views(stats, "x", "It is Canberra is the capital, yes"), text) is True
+    assert answer_agreement(_views(stats, "x", "Sydney"), text) is False
+
+
+@pytest.mark.parametrize("feats, removed, category", [
+    ({"core_similarity": 0.97, "answer_agrees": True}, True, "duplicate"),              # copy / light edit
+    ({"core_similarity": 1.0, "answer_agrees": None}, True, "duplicate"),               # no answer to compare
+    ({"core_similarity": 0.95, "answer_agrees": False}, True, "similar-but-different"),  # same stem, other answer
+    ({"core_similarity": 0.9, "numbers_changed": True}, True, "similar-but-different"),  # numeric edit
+    ({"core_similarity": 0.5, "cosine": 0.82, "answer_agrees": True}, True, "gray-area"),  # paraphrase
+    ({"core_similarity": 0.4, "choice_overlap": 1.0, "answer_agrees": True}, True, "gray-area"),
+    ({"unique_ngrams": 0.8, "answer_agrees": True}, True, "duplicate"),               # copied in a long prompt
+    ({"core_similarity": 0.5, "cosine": 0.86, "answer_agrees": False}, False, None),    # same topic
+    ({"core_similarity": 0.5, "cosine": 0.86, "answer_agrees": True, "answer_distinctive": False}, False, None),
+    ({"exact_stem": True, "core_similarity": None, "choice_overlap": 0.0, "answer_agrees": False}, False, None),
 ])
-def test_categories(train, cosine, category):
-    got, feats = categorize(train, QA("What is the capital of France?", "Paris"), cosine, 0.8)
-    assert got == category, feats
+def test_decisions(feats, removed, category):
+    d = decide(feats)
+    assert (d.removed, d.category) == (removed, category), d
 
 
 def test_decontaminate_flags_removes_and_reports(fake, tmp_path):
     bench = [QA("What is the capital of France?", "Paris"), QA(LONG_Q, "694")]
-    train = [QA("what is the capital of france", "Paris"), QA("capital France what is the of", "Paris"),
+    train = [QA("what is the CAPITAL of france", "Paris"), QA("capital France what is the of", "Paris"),
              QA("Describe a process of making crepes.", "Mix flour and eggs."), QA(LONG_Q + " Show work.", "694")]
     rep = decontaminate(train, bench, DecontamSettings(cache_dir=str(tmp_path)))
     assert rep.flagged_records() == [0, 1, 3] and rep.removed == [0, 1, 3]
     by_train = {p.train_index: p for p in rep.pairs}
-    assert by_train[0].methods == ["exact", "ngram", "embedding"] and by_train[0].category == "duplicate"
-    assert by_train[1].methods == ["embedding"]  # word salad: only the bag-of-words embedding sees it
-    assert by_train[3].scores["ngram"] == 1.0 and "cosine" in by_train[3].scores
+    assert by_train[0].found_by == ["exact", "ngram", "embedding"] and by_train[0].category == "duplicate"
+    assert by_train[1].found_by == ["embedding"] and by_train[1].category == "gray-area"  # word salad
+    assert by_train[3].scores["unique_ngrams"] == 1.0 and by_train[3].category == "duplicate"
     assert rep.best_cosine.shape == (4,) and rep.index_kind == "flat"
     out = rep.write(tmp_path / "rep")
     lines = [json.loads(x) for x in open(out["jsonl"], encoding="utf-8")]
-    assert len(lines) == 3 and {"category", "methods", "scores", "train_line", "bench_file"} <= set(lines[0])
+    assert len(lines) == 3 and {"category", "evidence", "scores", "train_line", "bench_file"} <= set(lines[0])
+    records = [json.loads(x) for x in open(out["records"], encoding="utf-8")]
+    assert [r["train_index"] for r in records] == [0, 1, 3] and all(r["removed"] for r in records)
     md = open(out["markdown"], encoding="utf-8").read()
-    assert "## Categories" in md and "similar-but-different" in md and "| duplicate |" in md
+    assert "## Categories" in md and "| records | pairs |" in md and "## Records" in md
+    assert "**CAPITAL**" not in md and "**capital**" in md  # the reworded record's moved words are marked
     assert open(out["histogram"], "rb").read(4) == b"\x89PNG"
     assert json.load(open(out["summary"]))["n_removed"] == 3
 
 
 def test_threshold_methods_and_keep_categories(fake, tmp_path):
     bench = [QA("What is the capital of France?", "Paris")]
-    train = [QA("What is the capital of Spain?", "Madrid")]  # bag-of-words cosine 0.83 with the fake encoder
+    train = [QA("In France, what is the capital city?", "Paris")]  # reworded; fake (bag-of-words) cosine 0.77
     s = dict(cache_dir=str(tmp_path))
     assert decontaminate(train, bench, DecontamSettings(**s)).removed == [0]
     assert decontaminate(train, bench, DecontamSettings(threshold=0.9, **s)).removed == []
     assert decontaminate(train, bench, DecontamSettings(methods=("exact", "ngram"), **s)).pairs == []
-    kept = decontaminate(train, bench, DecontamSettings(drop=("duplicate", "gray-area"), **s))
+    other = [QA("What is the capital of France?", "Lyon")]  # the same question answered differently
+    kept = decontaminate(other, bench, DecontamSettings(drop=("duplicate", "gray-area"), **s))
     assert kept.category_counts()["similar-but-different"] == 1 and kept.removed == []
+    assert decontaminate(other, bench, DecontamSettings(**s)).removed == [0]
 
 
 @pytest.mark.parametrize("kw, msg", [({"methods": ("exact", "fuzzy")}, "unknown decontamination method"),
@@ -130,14 +161,16 @@ def test_records_api_accepts_dicts_and_samples(fake, tmp_path):
         decontaminate_records(dicts, [bench], train_field="prompt")
 
 
-def test_embeddings_are_batched_and_cached(fake, tmp_path):
+def test_embeddings_are_batched_and_cached_per_text(fake, tmp_path):
     texts = [f"question number {i}" for i in range(10)]
     a = embed(texts, cache_dir=tmp_path)
     b = embed(texts, cache_dir=tmp_path)
     assert fake.calls == 1 and np.array_equal(a, b) and a.dtype == np.float32
-    embed(texts[:5], cache_dir=tmp_path)
-    assert fake.calls == 2  # a different list is a different cache entry
+    c = embed(texts[:5] + ["a new text", "a new text"], cache_dir=tmp_path)
+    assert fake.calls == 2 and fake.texts == 11  # only the one new distinct text was encoded
+    assert np.array_equal(c[:5], a[:5]) and np.array_equal(c[5], c[6])
     assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    assert embed([], cache_dir=tmp_path).shape == (0, 256)
 
 
 def test_search_backends_agree():

@@ -49,7 +49,7 @@ def test_decontam_writes_filtered_data_in_the_same_format_and_a_report(files):
     for name in ("report.jsonl", "report.md", "similarity_hist.png", "summary.json"):
         assert (tmp / "o" / name).exists(), name
     summary = json.loads((tmp / "o" / "summary.json").read_text())
-    assert summary["n_removed"] == 2 and summary["categories"]["duplicate"] == 2
+    assert summary["n_removed"] == 2 and summary["records_by_category"]["duplicate"] == 2
 
 
 def test_decontam_keeps_csv_and_jsonl_formats(files):
