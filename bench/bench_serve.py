@@ -110,9 +110,9 @@ async def level(port: int, model: str, clients: int, max_tokens: int, pid: int) 
 
 
 def run_server(name: str, cmd: list[str], env: dict, port: int, model: str, levels: list[int], max_tokens: int,
-               out: Path) -> list[dict]:
+               out: Path, rows: list[dict], save) -> None:
+    """Measure one server at each client count; `save()` after every level so a cut-short run keeps its rows."""
     proc = start(cmd, port, env, out / f"{name}.log")
-    rows = []
     try:
         asyncio.run(level(port, model, 1, 4, proc.pid))  # warm-up (first forward pass, allocator)
         for c in levels:
@@ -120,13 +120,13 @@ def run_server(name: str, cmd: list[str], env: dict, port: int, model: str, leve
             print(json.dumps({k: row[k] for k in ("server", "clients", "errors", "tokens_per_s", "tokens_per_cpu_s",
                                                   "p50_s", "p99_s")}), flush=True)
             rows.append(row)
+            save()
     finally:
         proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return rows
 
 
 def main() -> None:
@@ -146,26 +146,35 @@ def main() -> None:
     mdir = model_dir()
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     rows: list[dict] = []
+    path = out / f"bench_serve-{stamp}.json"
+    report = {"stamp": stamp, "model": mdir, "max_tokens": args.max_tokens, "cpus": os.cpu_count(),
+              "loadavg_start": os.getloadavg(), "rows": rows}
+
+    def save() -> None:
+        report["ratios"] = ratios(rows)
+        path.write_text(json.dumps(report, indent=2))
+
     ours = [sys.executable, "-m", "tuneforge.cli", "serve", f"smollm2={mdir}", "--max-queue", "512"]
-    for name, extra, lv in (("tuneforge_batched", ["--max-batch", "32"], ints(args.levels)),
-                            ("tuneforge_one_by_one", ["--max-batch", "1"], ints(args.serial_levels))):
+
+    def run_ours(name: str, max_batch: int, levels: list[int]) -> None:
         port = free_port()
-        rows += run_server(name, ours + extra + ["--port", str(port)], env, port, "smollm2", lv, args.max_tokens, logs)
+        run_server(name, ours + ["--max-batch", str(max_batch), "--port", str(port)], env, port, "smollm2", levels,
+                   args.max_tokens, logs, rows, save)
+
+    run_ours("tuneforge_batched", 32, ints(args.levels))
     peer = PEER_VENV / "bin/llamafactory-cli"
-    if not args.skip_peer and peer.exists():
+    if not args.skip_peer and peer.exists():  # before the one-by-one baseline: the peer ratio matters more
         port = free_port()
         cfg = logs / "lf_api.yaml"
-        cfg.write_text(f"model_name_or_path: {mdir}\ntemplate: default\ninfer_backend: huggingface\n"
+        cfg.write_text(f"model_name_or_path: {mdir}\ntemplate: smollm2\ninfer_backend: huggingface\n"
                        "infer_dtype: float32\n")
         lf_env = {**env, "API_HOST": "127.0.0.1", "API_PORT": str(port), "PYTHONUNBUFFERED": "1"}
-        rows += run_server("llamafactory_api", [str(peer), "api", str(cfg)], lf_env, port, "smollm2",
-                           ints(args.peer_levels), args.max_tokens, logs)
+        run_server("llamafactory_api", [str(peer), "api", str(cfg)], lf_env, port, "smollm2",
+                   ints(args.peer_levels), args.max_tokens, logs, rows, save)
     elif not args.skip_peer:
         print(f"peer venv not found at {PEER_VENV}: run ../shared/bench/peer/setup_venv.sh", flush=True)
-    report = {"stamp": stamp, "model": mdir, "max_tokens": args.max_tokens, "cpus": os.cpu_count(),
-              "loadavg_start": os.getloadavg(), "rows": rows, "ratios": ratios(rows)}
-    path = out / f"bench_serve-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2))
+    run_ours("tuneforge_one_by_one", 1, ints(args.serial_levels))
+    save()
     print(json.dumps(report["ratios"], indent=2))
     print(f"wrote {path}")
 

@@ -128,16 +128,17 @@ class TextTracker:
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         if text.endswith("\ufffd"):  # half a multi-byte character: wait for the next token
             return ""
-        self.text = text
-        for s in self.stops:
-            i = text.find(s)
-            if i != -1:
-                self.text, self.stopped = text[:i], True
+        cuts = [i for i in (text.find(s) for s in self.stops) if i != -1]
+        self.text, self.stopped = (text[: min(cuts)], True) if cuts else (text, False)
         hold = 0 if self.stopped else max((len(s) - 1 for s in self.stops), default=0)
         return self._take(len(self.text) - hold)
 
     def flush(self) -> str:
-        """The rest of the text once the sequence has ended."""
+        """The rest of the text once the sequence has ended (a trailing partial character included, as decoded)."""
+        if not self.stopped and self.tokens:
+            text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+            cuts = [i for i in (text.find(s) for s in self.stops) if i != -1]
+            self.text, self.stopped = (text[: min(cuts)], True) if cuts else (text, False)
         return self._take(len(self.text))
 
     def _take(self, upto: int) -> str:
