@@ -34,7 +34,8 @@ def child(args: argparse.Namespace, stage: str, data: str, out_dir: Path) -> dic
             "out = run_training(load_config(None, sys.argv[1:])); print('RESULT', json.dumps(out, default=str))")
     t0 = time.time()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-c", code, *overrides], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-c", code, *overrides], capture_output=True, text=True, cwd=REPO,
+                          check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(f"{stage} failed:\n{proc.stderr[-3000:]}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import random
 
-GOOD = "apple banana cherry lemon".split()
-BAD = "dragon eagle falcon harbor island jungle kettle mirror".split()
+GOOD = ["apple", "banana", "cherry", "lemon"]
+BAD = ["dragon", "eagle", "falcon", "harbor", "island", "jungle", "kettle", "mirror"]
 
 
 def _answer(rng: random.Random, words: list[str]) -> str:

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from align_tasks import write_feedback, write_pairs, write_prompts
+
 from tuneforge.config import load_config
 from tuneforge.train.run import run_training
 

@@ -154,8 +154,9 @@ class OutputConfig(Section):
 
 
 class Config(Section):
-    stage: str = Field("sft", description="Training stage: pt | sft | cls | qa | seq2seq (the stage table, "
-                       "train/stages.py, checks the name and which methods apply).")
+    stage: str = Field("sft", description="Training stage: pt | sft | cls | qa | seq2seq | rm | dpo | orpo | "
+                       "simpo | kto | grpo | rloo | ppo (the stage table, train/stages.py, checks the name and "
+                       "which methods apply).")
     method: Literal["lora", "full", "freeze", "features"] = Field(
         "lora", description="What to train: LoRA adapters, all weights, the last layers, or a head on frozen features.")
     model: ModelConfig = Field(default_factory=ModelConfig)

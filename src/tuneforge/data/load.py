@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tuneforge.config.schema import Config, DatasetSpec
 from tuneforge.data.decontam import decontaminate_records
-from tuneforge.data.formats import SampleKind, Sample, to_sample
+from tuneforge.data.formats import Sample, SampleKind, to_sample
 from tuneforge.data.readers import Row
 from tuneforge.data.registry import iter_rows, resolve_spec
 from tuneforge.errors import DataError

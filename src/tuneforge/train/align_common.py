@@ -8,7 +8,8 @@ A stage subclasses `AlignStage` and says which reader/tokenizer its records need
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tuneforge.config.schema import Config
 from tuneforge.data.load import load_datasets
@@ -17,7 +18,7 @@ from tuneforge.models.adapters import apply_method, lora_config
 from tuneforge.models.load import attach_adapter, grow_vocab, load_model, resolved_dtype
 from tuneforge.runs import RunDir
 from tuneforge.train.align_plots import plot_align_metrics
-from tuneforge.train.common import callbacks, fit, save_final
+from tuneforge.train.common import fit, save_final
 from tuneforge.train.sft import STAGE as SFT
 from tuneforge.train.sft import template_name
 from tuneforge.train.stage import Stage

@@ -55,10 +55,10 @@ class GrpoStage(AlignStage):
 
     def online_args(self, cfg: Config) -> dict:
         a = cfg.align
-        return dict(num_generations=a.num_generations, max_completion_length=a.max_completion_length,
-                    temperature=a.temperature, beta=a.kl_beta, epsilon=a.epsilon,
-                    reward_weights=a.reward_weights or None, steps_per_generation=cfg.train.grad_accum,
-                    shuffle_dataset=True, remove_unused_columns=False)
+        return {"num_generations": a.num_generations, "max_completion_length": a.max_completion_length,
+                "temperature": a.temperature, "beta": a.kl_beta, "epsilon": a.epsilon,
+                "reward_weights": a.reward_weights or None, "steps_per_generation": cfg.train.grad_accum,
+                "shuffle_dataset": True, "remove_unused_columns": False}
 
     def make_trainer(self, cfg: Config, run: RunDir, model, peft_config, tokenizer, train_ds, eval_ds):
         import trl

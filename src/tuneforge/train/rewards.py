@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tuneforge.errors import ConfigError
 

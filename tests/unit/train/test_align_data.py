@@ -10,17 +10,27 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
-from tiny_bpe import build_tiny_tokenizer  # noqa: E402
+from tiny_bpe import build_tiny_tokenizer
 
-from tuneforge.config import load_config  # noqa: E402
-from tuneforge.config.schema import DataConfig, DatasetSpec  # noqa: E402
-from tuneforge.data.load import load_datasets  # noqa: E402
-from tuneforge.data.preference import FeedbackReader, PairReader, PairSample, PromptReader, flatten  # noqa: E402
-from tuneforge.data.preference_tokenize import split_response, tokenize_pairs  # noqa: E402
-from tuneforge.data.readers import Row  # noqa: E402
-from tuneforge.data.template_specs import TEMPLATES  # noqa: E402
-from tuneforge.data.templates import IGNORE_INDEX, encode_conversation, ensure_template_tokens  # noqa: E402
-from tuneforge.errors import DataError  # noqa: E402
+from tuneforge.config import load_config
+from tuneforge.config.schema import DataConfig, DatasetSpec
+from tuneforge.data.load import load_datasets
+from tuneforge.data.preference import (
+    FeedbackReader,
+    PairReader,
+    PairSample,
+    PromptReader,
+    flatten,
+)
+from tuneforge.data.preference_tokenize import split_response, tokenize_pairs
+from tuneforge.data.readers import Row
+from tuneforge.data.template_specs import TEMPLATES
+from tuneforge.data.templates import (
+    IGNORE_INDEX,
+    encode_conversation,
+    ensure_template_tokens,
+)
+from tuneforge.errors import DataError
 
 NAMED = sorted({t.name for t in TEMPLATES.values()})
 PROMPT = [{"role": "system", "content": "You are a helpful assistant."},

@@ -8,7 +8,12 @@ import pytest
 
 from tuneforge.config import load_config
 from tuneforge.errors import ConfigError
-from tuneforge.train.rewards import contains_reference, exact_number, last_number, resolve_reward
+from tuneforge.train.rewards import (
+    contains_reference,
+    exact_number,
+    last_number,
+    resolve_reward,
+)
 from tuneforge.train.stages import get_stage
 
 
