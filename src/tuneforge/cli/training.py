@@ -22,7 +22,7 @@ def train(
         "examples/distributed/ and LLaMA-Factory's files work as they are."),
 ) -> None:
     """Train any stage (pt, sft, cls, qa, seq2seq, ...) from a config; writes a complete run directory."""
-    if nproc > 1 or launch_config:
+    if (nproc > 1 or launch_config) and not dry_run:  # a dry run sizes one process; no launcher needed
         from tuneforge.train.launch import launch_training
 
         guarded(launch_training, config, overrides or [], nproc=nproc, launch_config=launch_config, resume=resume,

@@ -117,6 +117,8 @@ def launch_training(config: str | None, overrides: list[str], nproc: int, launch
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
     check_engine(launch_config)
+    if config and "=" in config and not Path(config).exists():  # `tuneforge train a.b=c`: tweak the demo
+        config, overrides = None, [config, *overrides]
     if launch_config and launch_kind(launch_config) == "deepspeed":
         overrides = [*overrides, f"train.deepspeed={launch_config}"]
     load_training_config(resolve_config_arg(config), overrides)  # one readable error now, not N tracebacks later
