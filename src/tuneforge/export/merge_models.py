@@ -12,7 +12,6 @@ saved, reloaded with plain transformers, checked finite, and must generate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tuneforge.export.verify import (
     sample_ids,
     weight_stats,
 )
+from tuneforge.models.load import adapter_base
 from tuneforge.runs import atomic_dir
 
 Log = Callable[[str], None]
@@ -40,7 +40,7 @@ def _source(path: str, base: str | None) -> Source:
     """A run dir / model dir, or a bare adapter dir (on --base, else the base named in its adapter_config)."""
     p = Path(path)
     if (p / "adapter_config.json").is_file() and not (p / "config.yaml").is_file():
-        base_name = base or json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base_name = base or adapter_base(str(p))  # the recorded base (built-in / local path), else the hub id
         if not base_name:
             raise ConfigError(f"adapter {path} does not name its base", hint="pass --base")
         return Source(ModelConfig(path=base_name, adapter=str(p), dtype="float32"), label=p.name)
