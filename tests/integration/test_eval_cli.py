@@ -131,7 +131,8 @@ def test_train_then_compare_base_vs_tuned(tmp_path, tiny, files):
 
     on = load_config(cfg, ["eval.after_train=true"])
     metrics = after_training(on, RunDir(run), log=lambda m: None)
-    assert set(metrics) == {"eval/numbers/acc", "eval/numbers/acc_norm", "eval/math/accuracy"}
+    assert set(metrics) == {"eval/numbers/acc", "eval/numbers/acc_norm", "eval/math/strict_match",
+                            "eval/math/flexible_extract"}
     assert metrics["eval/numbers/acc"] == tuned["tasks"]["numbers"]["metrics"]["acc"]
     # unchanged inputs: results are reused, not recomputed
     code, out = _cli("eval", "--compare", "base", str(run))

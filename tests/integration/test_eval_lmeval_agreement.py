@@ -51,14 +51,14 @@ def _mcq_tasks(tmp: Path):
     obqa, mmlu = str(DATA / "openbookqa/openbookqa_dev_subset.jsonl"), str(DATA / "mmlu/test_dev_subset.jsonl")
     tqa = str(DATA / "truthfulqa/truthfulqa_dev_subset.jsonl")
     return [
-        T(name="arc_style_2shot", file=obqa, preset="openbookqa", fewshot=2, limit=40),  # lm-eval's sampler
-        T(name="hellaswag_obqa", file=obqa, preset="hellaswag_obqa", limit=40),
-        T(name="hellaswag", file=_hellaswag_file(tmp), preset="hellaswag", fewshot=1),
-        T(name="mmlu_0shot", file=mmlu, preset="mmlu", limit=30),
+        T(name="arc_style_2shot", file=obqa, preset="openbookqa", fewshot=2, limit=20),  # lm-eval's sampler
+        T(name="hellaswag_obqa", file=obqa, preset="hellaswag_obqa", limit=20),
+        T(name="hellaswag", file=_hellaswag_file(tmp), preset="hellaswag", fewshot=1, limit=20),
+        T(name="mmlu_0shot", file=mmlu, preset="mmlu", limit=20),
         T(name="mmlu_2shot", file=mmlu, preset="mmlu", fewshot=2, fewshot_file=str(DATA / "mmlu/dev.jsonl"),
-          limit=30),
-        T(name="truthfulqa_mc1", file=tqa, preset="truthfulqa_mc1", limit=25),
-        T(name="truthfulqa_mc2", file=tqa, preset="truthfulqa_mc2", limit=25),
+          limit=20),
+        T(name="truthfulqa_mc1", file=tqa, preset="truthfulqa_mc1", limit=12),
+        T(name="truthfulqa_mc2", file=tqa, preset="truthfulqa_mc2", limit=12),
     ]
 
 
@@ -92,7 +92,7 @@ def test_generation_presets_generate_what_lm_eval_generates(tiny, tmp_path):
 
     model, tok = tiny
     gsm = T(name="gsm8k", file=str(DATA / "gsm8k/test_dev_subset.jsonl"), preset="gsm8k", fewshot=2,
-            fewshot_file=str(DATA / "gsm8k/train.jsonl"), limit=12, max_new_tokens=24)
+            fewshot_file=str(DATA / "gsm8k/train.jsonl"), limit=8, max_new_tokens=24)
     rows = [json.loads(x) for x in (DATA / "gsm8k/test_dev_subset.jsonl").read_text().splitlines()[:10]]
     generic = tmp_path / "qa.jsonl"
     generic.write_text("".join(json.dumps({"input": f"Q: {r['question']}\nA:", "target": r["answer"]}) + "\n"
