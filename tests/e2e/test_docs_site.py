@@ -47,7 +47,7 @@ def test_getting_started_commands_give_a_trained_run(tiny_llama, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     commands = [shlex.split(line) for line in blocks["commands"].splitlines() if line.strip()]
     assert [c[:2] for c in commands] == [["tuneforge", "data"], ["tuneforge", "train"], ["tuneforge", "chat"]]
-    speed = [f"model.path={tiny_llama}", "train.max_steps=4", "train.lr=1e-2"]  # the page uses builtin:smollm2
+    speed = [f"model.path={tiny_llama}", "train.max_steps=4", "train.lr=1e-2", "train.threads=1"]  # the page uses builtin:smollm2
     runner = CliRunner()
     for argv in commands:
         args = argv[1:] + (speed if argv[1] in ("data", "train") else [])

@@ -96,7 +96,7 @@ def test_example_trains_a_few_steps_from_a_clone(name, clone, tmp_path, monkeypa
 
     swap = [f"model.path={request.getfixturevalue('tiny_llama')}"] if "smollm2" in path.read_text() else []
     cfg, _ = load_training_config(str(path), [*QUICK[name], *swap, "train.max_steps=2", "train.logging_steps=1",
-                                              "train.save_steps=0", "train.eval_steps=0", "train.batch_size=4",
+                                              "train.save_steps=0", "train.eval_steps=0", "train.batch_size=4", "train.threads=1",
                                               f"output.dir={tmp_path}", "output.name=run", "output.plot=false"])
     _shrink(cfg, 24)
     for p in [s.path for s in [*cfg.data.train, *cfg.data.eval]] + [cfg.data.dataset_dir or ""] + ([] if swap else [cfg.model.path]):

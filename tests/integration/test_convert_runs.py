@@ -30,7 +30,7 @@ def test_converted_llamafactory_config_trains(name, tiny_llama, tmp_path):
         pytest.skip(f"no {LF / name}")
     cfg = load_config(LF / name, [f"model.path={tiny_llama}", f"data.dataset_dir={DEMO}", CASES[name],
                                   "data.cutoff_len=96", "train.max_steps=2", "train.batch_size=2",
-                                  "train.grad_accum=1", "train.save_steps=0", "train.logging_steps=1", f"output.dir={tmp_path}",
+                                  "train.grad_accum=1", "train.save_steps=0", "train.logging_steps=1", "train.threads=1", f"output.dir={tmp_path}",
                                   "output.overwrite=true", "model.trust_remote_code=false"])
     if cfg.stage not in STAGES:
         pytest.skip(f"stage {cfg.stage} is not registered in this checkout")
