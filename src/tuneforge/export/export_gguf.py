@@ -49,7 +49,8 @@ def export_gguf(source: str, out: str | None = None, quant: str = "f16", toleran
     stops = stop_token_ids(tokenizer, src.template)
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="hf float32",
-                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency,
+                         logits=reference, log=log)
         counts = write_gguf(model, tokenizer, tmp / name, quant, template, src.label, stops)
         family = template_family(src.template, template)
         stop_text = [tokenizer.convert_ids_to_tokens(i) for i in stops]
@@ -76,7 +77,7 @@ def export_gguf(source: str, out: str | None = None, quant: str = "f16", toleran
         for check_name, c in checks.items():
             check(f"gguf {quant} {check_name}", c["value"], c["tolerance"])
         after = measure(loaded, tokenizer, tmp / name, rows, label=f"gguf {quant}", eval_config=eval_config,
-                        eval_out=tmp, template=src.template, latency=latency, log=log)
+                        eval_out=tmp, template=src.template, latency=latency, logits=logits, log=log)
         report = write_report(tmp, f"export gguf {quant}", source, before, after, checks,
                               {"max_abs_logit_diff": diff, "tensor_types": counts, "template_family": family,
                                "tokenizer_mismatches": mismatches, "llama_cpp_max_abs_logit_diff": llama_cpp},

@@ -77,7 +77,8 @@ def export_hf(source: str, out: str | None = None, dtype: str = "float32", toler
     log(f"{what}: {src.model.path}{' + ' + src.model.adapter if src.has_adapter else ''}")
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label=what,
-                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency,
+                         logits=reference, log=log)
         merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
         merged = merged.to(getattr(torch, dtype))
         save_standard(merged, tokenizer, src, tmp, max_shard_size)
@@ -94,7 +95,7 @@ def export_hf(source: str, out: str | None = None, dtype: str = "float32", toler
         for name, c in checks.items():
             check(name, c["value"], c["tolerance"])
         after = measure(reloaded, tokenizer, tmp, rows, label=f"merged {dtype}", eval_config=eval_config,
-                        eval_out=tmp, template=src.template, latency=latency, log=log)
+                        eval_out=tmp, template=src.template, latency=latency, logits=logits, log=log)
         report = write_report(tmp, "export hf", source, before, after, checks,
                               {"max_abs_logit_diff": diff, "dtype": dtype}, log=log)
     log(f"wrote {target}")

@@ -165,7 +165,8 @@ def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp:
     reference = all_logits(model, rows)
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="dense",
-                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency,
+                         logits=reference, log=log)
         info = {}
         if layers:
             info["kept_layers"] = keep_layers(model, layers)
@@ -186,7 +187,7 @@ def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp:
         for name, c in checks.items():
             check(f"prune {name}", c["value"], c["tolerance"])
         after = measure(reloaded, tokenizer, tmp, rows, label="pruned", eval_config=eval_config, eval_out=tmp,
-                        template=src.template, latency=latency, log=log)
+                        template=src.template, latency=latency, logits=pruned, log=log)
         report = write_report(tmp, "prune", source, before, after, checks,
                               {"sparsity_target": sparsity, "mlp_fraction": mlp, "layers": layers, **info}, log=log)
     log(f"wrote {target}; recover with: tuneforge train CONFIG model.path={target}")

@@ -68,7 +68,8 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
     reference = all_logits(model, rows)
     with atomic_dir(target) as tmp:
         before = measure(model, tokenizer, resolve_model_path(src.model.path), rows, label="float32",
-                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency, log=log)
+                         eval_config=eval_config, eval_out=tmp, template=src.template, latency=latency,
+                         logits=reference, log=log)
         plain = tmp / ".float"
         save_standard(model, tokenizer, src, plain)  # torchao quantizes while loading a checkpoint
         del model
@@ -81,15 +82,16 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
 
         shutil.rmtree(plain)
         reloaded = cls.from_pretrained(tmp, dtype=torch.bfloat16).eval()
-        checks = {}
+        checks, logits = {}, None
         if is_causal_lm(reloaded):
-            rel = abs(perplexity(all_logits(reloaded, rows), rows) / perplexity(reference, rows) - 1)
+            logits = all_logits(reloaded, rows)
+            rel = abs(perplexity(logits, rows) / perplexity(reference, rows) - 1)
             checks["perplexity_rel_diff"] = {"value": rel, "tolerance": tolerance, "ok": rel <= tolerance}
             log(f"int{bits} vs float32: perplexity changed by {rel:.2%} on {len(rows)} samples")
         for name, c in checks.items():
             check(f"int{bits} {name}", c["value"], c["tolerance"])
         after = measure(reloaded, tokenizer, tmp, rows, label=f"int{bits}", eval_config=eval_config, eval_out=tmp,
-                        template=src.template, latency=latency, log=log)
+                        template=src.template, latency=latency, logits=logits, log=log)
         report = write_report(tmp, f"quantize int{bits}", source, before, after, checks,
                               {"bits": bits, "group_size": group_size if bits == 4 else None}, log=log)
     log(f"wrote {target} (loads with transformers.AutoModel*.from_pretrained when torchao is installed)")

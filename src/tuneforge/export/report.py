@@ -23,13 +23,14 @@ Log = Callable[[str], None]
 
 def measure(model, tokenizer, path: str | Path | None, rows: Sequence[Sequence[int]], *, label: str,
             eval_config: str | None = None, eval_out: Path | None = None, template: str = "auto",
-            latency: bool = True, log: Log = print) -> dict[str, Any]:
-    """Size on disk, parameters, sparsity, perplexity on the sample rows, ms/token and the user's eval metrics."""
+            latency: bool = True, logits: Sequence[Any] | None = None, log: Log = print) -> dict[str, Any]:
+    """Size on disk, parameters, sparsity, perplexity on the sample rows (from `logits` when already computed),
+    ms/token and the user's eval metrics."""
     row: dict[str, Any] = {"label": label, **weight_stats(model)}
     if path is not None:
         row["file_bytes"] = path_size(path)
     if is_causal_lm(model) and rows:
-        row["perplexity"] = round(perplexity(all_logits(model, rows), rows), 4)
+        row["perplexity"] = round(perplexity(logits if logits is not None else all_logits(model, rows), rows), 4)
     if latency:
         row["ms_per_token"] = round(latency_ms_per_token(model, tokenizer), 3)
     if eval_config:
