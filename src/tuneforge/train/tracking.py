@@ -18,6 +18,7 @@ from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
 from tuneforge.runs import RunDir
 
+_SET_BY_US: dict[str, str] = {}  # environment values we chose (several runs in one process, e.g. a sweep)
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> module it needs
 
 
@@ -39,13 +40,15 @@ def tracking_args(cfg: Config, run: RunDir) -> dict:
     if "tensorboard" in names:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.root / "tensorboard")
     if "mlflow" in names:
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            os.environ["MLFLOW_TRACKING_URI"] = (run.root / "mlruns").resolve().as_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri or uri == _SET_BY_US.get("mlflow"):  # the user's own URI wins; ours follows the run (sweeps)
+            _SET_BY_US["mlflow"] = os.environ["MLFLOW_TRACKING_URI"] = (run.root / "mlruns").resolve().as_uri()
             # MLflow 3 keeps the file store in maintenance mode behind this switch; a database store would put
             # its artifact root in the working directory, outside the run dir.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "tuneforge")
     if "wandb" in names:
         os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_DIR", str(run.root))
+        if not os.environ.get("WANDB_DIR") or os.environ["WANDB_DIR"] == _SET_BY_US.get("wandb"):
+            _SET_BY_US["wandb"] = os.environ["WANDB_DIR"] = str(run.root)
     return {"report_to": names or "none", "run_name": run.root.name}

@@ -1,6 +1,7 @@
 """Launch configs (ours and LLaMA-Factory's, as they are), the refusals that save N tracebacks, the sweep space
 file and the tracker names: all checked before any process or trial starts."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,22 @@ def test_trackers():
     assert check_trackers(["none"]) == []
     with pytest.raises(ConfigError, match="unknown tracker 'tensorbord'"):
         check_trackers(["tensorbord"])
+
+
+def test_tracker_files_follow_each_run_but_a_users_uri_wins(tmp_path, monkeypatch):
+    from tuneforge.config.schema import Config
+    from tuneforge.runs import RunDir
+    from tuneforge.train.tracking import tracking_args
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # restored after the test: tracking_args sets it
+    cfg = Config.model_validate({"train": {"report_to": ["tensorboard", "mlflow"]}})
+    for name in ("a", "b"):  # two runs in one process, as in a sweep
+        assert tracking_args(cfg, RunDir(tmp_path / name)) == {"report_to": ["tensorboard", "mlflow"],
+                                                                "run_name": name}
+        assert os.environ["MLFLOW_TRACKING_URI"] == (tmp_path / name / "mlruns").resolve().as_uri()
+        assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / name / "tensorboard")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mine.db")
+    tracking_args(cfg, RunDir(tmp_path / "c"))
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///mine.db"
