@@ -7,6 +7,6 @@ below, call one library function through `guarded`, and import that module here.
 """
 
 from tuneforge.cli._app import app, data_app, guarded
-from tuneforge.cli import training, evaluate, models, data, convert, serve, export, experiments  # noqa: F401,I001  (importing declares the commands, in help order)
+from tuneforge.cli import training, evaluate, models, data, convert, serve, export, experiments, compare  # noqa: F401,I001  (importing declares the commands, in help order)
 
 __all__ = ["app", "data_app", "guarded"]

@@ -81,6 +81,9 @@ class ClsStage(Stage):
     methods = ("lora", "full", "freeze", "features")
     metrics = ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro")
     peft_task_type = "SEQ_CLS"
+    # bench/results/tasks.md (MiniLM-L6, SST-2 2000 rows, 1 epoch): full 1e-4 -> 0.846; LoRA 5e-4 did not learn
+    # in 32 steps (0.514), 2e-3 -> 0.830. To be re-measured per model family with `tuneforge compare-approaches`.
+    lr_defaults = {"full": 1e-4, "freeze": 1e-4, "lora": 2e-3}
 
     def check_data(self, cfg: Config) -> dict:
         """Counts, labels, class balance and token lengths."""

@@ -36,6 +36,11 @@ def set_threads(cfg: Config) -> int:
     return torch.get_num_threads()
 
 
+def _resolved_lr(run: RunDir, lr: float) -> float:
+    """The stage's per-method default (train/stage.py `lr_defaults`) when the run recorded one, else train.lr."""
+    return (run.resolved() if run.config.is_file() else {}).get("train.lr", lr)
+
+
 def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=None, **extra):
     """`args_class` (TrainingArguments by default; a TRL config class such as DPOConfig fits too) from the
     `train:` section, with CPU-friendly defaults; `extra` sets stage-specific fields."""
@@ -51,7 +56,7 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=N
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.lr,
+        learning_rate=_resolved_lr(run, t.lr),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         lr_scheduler_type=t.scheduler,

@@ -44,7 +44,8 @@ def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> di
     if dry_run:
         return stage.dry_run(cfg)
     stage.preflight(cfg)  # a bad model path fails here, before the run dir exists or data is read
-    run = open_run(cfg, resume)
+    lr = stage.default_lr(cfg)
+    run = open_run(cfg, resume, resolved={"train.lr": lr} if lr is not None else None)
     try:
         t0 = time.time()
         metrics = stage.run(cfg, run, resume)

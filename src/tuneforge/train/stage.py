@@ -23,6 +23,8 @@ class Stage:
     methods: tuple[str, ...] = ("lora", "full", "freeze")  # valid `method:` values
     metrics: tuple[str, ...] = ("loss",)  # valid `task.metric` values; the first is the default main metric
     peft_task_type: str = "CAUSAL_LM"  # tells peft which head to train and save next to a LoRA adapter
+    # train.lr per method when the user sets none (docs/compare.md has the evidence); absent = the schema default
+    lr_defaults: dict[str, float] = {}
 
     def validate(self, cfg: Config) -> None:
         """Cross-field checks that depend on the stage; one ConfigError line naming the key."""
@@ -36,6 +38,13 @@ class Stage:
     def main_metric(self, cfg: Config) -> str:
         """The metric this stage reports first and selects checkpoints by."""
         return self.metrics[0] if cfg.task.metric == "auto" else cfg.task.metric
+
+    def default_lr(self, cfg: Config) -> float | None:
+        """This stage's learning rate for `cfg.method` when the config does not set `train.lr`, else None.
+        Recorded as `resolved: {train.lr: ...}`; the validated config is left as the user wrote it."""
+        if "lr" in cfg.train.model_fields_set:
+            return None
+        return self.lr_defaults.get(cfg.method)
 
     def preflight(self, cfg: Config) -> None:
         """Cheap checks before the run dir is created and data is read: the model (and adapter) can be found and

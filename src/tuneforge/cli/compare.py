@@ -1,0 +1,30 @@
+"""`tuneforge compare-approaches`: encoder vs decoder, features vs fine-tuning vs prompting, on the user's data."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tuneforge.cli._app import app, guarded, split_list
+
+
+@app.command("compare-approaches")
+def compare_approaches(
+    config: str = typer.Argument(..., help="A classification config (stage: cls) with data.eval, e.g. "
+                                           "examples/sentiment_minilm.yaml."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Overrides like data.train.0.max_samples=500."),
+    approaches: Optional[list[str]] = typer.Option(
+        None, "--approaches", "-a", help="Subset, comma-separated or repeated: features, full, lora, zero_shot, "
+                                         "few_shot, sft_lora, decoder_cls (default: all)."),
+    decoder: str = typer.Option("builtin:smollm2", "--decoder", help="Decoder LM for the decoder routes."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output dir (default: <output.dir>/compare-<name>)."),
+    shots: int = typer.Option(4, "--shots", help="Examples in context for few_shot."),
+    label_words: Optional[list[str]] = typer.Option(
+        None, "--label-words", help="Words the decoder routes use per label, in label order (default: the names)."),
+) -> None:
+    """Run and score every route on the same held-out split; one markdown table (winner per column), JSON, PNG."""
+    from tuneforge.train.compare import compare_cli
+
+    guarded(compare_cli, config, overrides or [], split_list(approaches) or None, decoder, out, shots,
+            split_list(label_words) or None)

@@ -1,0 +1,96 @@
+"""The `compare-approaches` table: one markdown table with the winner per column named, JSON, and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneforge.runs import atomic_json, atomic_write
+
+# column key, header, better ("max" | "min"), formatter
+COLUMNS = (
+    ("eval_accuracy", "accuracy", "max", lambda v: f"{v:.3f}"),
+    ("eval_f1_macro", "macro-F1", "max", lambda v: f"{v:.3f}"),
+    ("train_s", "train s", "min", lambda v: f"{v:.1f}"),
+    ("infer_s_per_1k", "infer s / 1k", "min", lambda v: f"{v:.2f}"),
+    ("trainable_params", "trainable params", "min", lambda v: f"{int(v):,}"),
+    ("peak_memory_mib", "peak MiB", "min", lambda v: f"{v:.0f}"),
+)
+# zero train time / zero trainable parameters belong to the routes that do not train: no "winner" there
+_TRAINED_ONLY = {"train_s", "trainable_params"}
+
+
+def winners(rows: list[dict]) -> dict[str, str]:
+    """Best approach per column among the rows that have a number there (ties: the first listed)."""
+    out = {}
+    for key, _, better, _ in COLUMNS:
+        vals = [(r[key], r["approach"]) for r in rows if isinstance(r.get(key), (int, float))
+                and not (key in _TRAINED_ONLY and not r.get("trains"))]
+        if vals:
+            pick = max if better == "max" else min
+            best = pick(v for v, _ in vals)
+            out[key] = next(name for v, name in vals if v == best)
+    return out
+
+
+def markdown(result: dict) -> str:
+    rows, win = result["rows"], result["winners"]
+    head = ["approach", *(h for _, h, _, _ in COLUMNS), "run dir / error"]
+    lines = [f"# Which approach? {result['dataset']}", "",
+             f"Encoder `{result['encoder']}`, decoder `{result['decoder']}`; {result['train_samples']} train / "
+             f"{result['eval_samples']} held-out eval examples, labels: {', '.join(result['labels'])}; "
+             f"{result['shots']} shots for few-shot. Device: {result['device']}; load average at start "
+             f"{result['load_average']}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["approach"]]
+        for key, _, _, fmt in COLUMNS:
+            v = r.get(key)
+            txt = fmt(v) if isinstance(v, (int, float)) else "n/a"
+            cells.append(f"**{txt}**" if win.get(key) == r["approach"] else txt)
+        cells.append(f"error: {r['error']}" if r.get("error") else f"`{r.get('run_dir', '')}`")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Winners: " + "; ".join(f"{h}: **{win[k]}**" for k, h, _, _ in COLUMNS if k in win) + ".", "",
+              "Train s = the stage's training time (features: embedding the train set + fitting the head); infer "
+              "s / 1k = scoring the held-out split, per 1000 texts; trainable params = parameters the route "
+              "trains and saves; peak MiB = process peak RSS during the route (CUDA: peak allocated). Train-time "
+              "and parameter winners are among the routes that train."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], path: Path) -> Path | None:
+    """Accuracy and macro-F1 per approach, side by side (failed routes are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if isinstance(r.get("eval_accuracy"), (int, float))]
+    if not ok:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(ok)), 3.8), dpi=100)
+    xs = range(len(ok))
+    ax.bar([x - 0.2 for x in xs], [r["eval_accuracy"] for r in ok], width=0.4, label="accuracy")
+    ax.bar([x + 0.2 for x in xs], [r.get("eval_f1_macro") or 0 for r in ok], width=0.4, label="macro-F1")
+    ax.set_xticks(list(xs), [r["approach"] for r in ok], rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+
+    def save(tmp: Path) -> None:
+        fig.savefig(tmp, format="png")
+
+    atomic_write(path, save)
+    plt.close(fig)
+    return path
+
+
+def write_report(out: Path, result: dict) -> dict:
+    """compare.json, compare.md and compare.png under `out`; returns their paths."""
+    result["winners"] = winners(result["rows"])
+    paths = {"json": atomic_json(out / "compare.json", result)}
+    paths["md"] = atomic_write(out / "compare.md", markdown(result))
+    png = chart(result["rows"], out / "compare.png")
+    if png:
+        paths["png"] = png
+    return {k: str(v) for k, v in paths.items()}
