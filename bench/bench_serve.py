@@ -131,11 +131,15 @@ def run_server(name: str, cmd: list[str], env: dict, port: int, model: str, leve
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--levels", default="1,8,32,200")
+    ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--stress-levels", default="200", help="Batched-only client counts, run last (0 errors expected).")
     ap.add_argument("--serial-levels", default="1,8", help="Client counts for the one-by-one baseline.")
     ap.add_argument("--peer-levels", default="1,8,32")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP_NUM_THREADS for every server (0: library default). On a CPU shared with other jobs, 1 "
+                         "avoids OpenMP threads spinning for a descheduled partner; the same value goes to the peer.")
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
     args = ap.parse_args()
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
@@ -145,9 +149,12 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     mdir = model_dir()
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     rows: list[dict] = []
     path = out / f"bench_serve-{stamp}.json"
     report = {"stamp": stamp, "model": mdir, "max_tokens": args.max_tokens, "cpus": os.cpu_count(),
+              "threads": args.threads or "default",
               "loadavg_start": os.getloadavg(), "rows": rows}
 
     def save() -> None:
@@ -174,6 +181,8 @@ def main() -> None:
     elif not args.skip_peer:
         print(f"peer venv not found at {PEER_VENV}: run ../shared/bench/peer/setup_venv.sh", flush=True)
     run_ours("tuneforge_one_by_one", 1, ints(args.serial_levels))
+    if ints(args.stress_levels):
+        run_ours("tuneforge_batched", 32, ints(args.stress_levels))
     save()
     print(json.dumps(report["ratios"], indent=2))
     print(f"wrote {path}")

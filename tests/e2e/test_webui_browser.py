@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,20 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_value(page, selector: str, ok, *, timeout: float, shots: Path, log: Path) -> str:
+    """Poll a field until `ok(value)`; on timeout, leave a screenshot and fail with the field and the run log."""
+    deadline = time.monotonic() + timeout
+    value = ""
+    while time.monotonic() < deadline:
+        value = page.locator(selector).first.input_value()
+        if ok(value):
+            return value
+        page.wait_for_timeout(1000)
+    page.screenshot(path=str(shots / "webui-timeout.png"), full_page=True)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise AssertionError(f"{selector} stayed {value!r}; run log tail:\n{tail}")
 
 
 def test_train_plot_and_chat_in_a_real_browser(tiny_llama, tmp_path):
@@ -65,10 +80,10 @@ def test_train_plot_and_chat_in_a_real_browser(tiny_llama, tmp_path):
             fill("cutoff_len", "64")
             page.locator("#start").click()
             page.wait_for_selector("#train_status :text('started')", timeout=30_000)
-            # the plot's points come from the run's metrics.jsonl: wait until the run has logged several steps
-            page.wait_for_function(
-                "() => { const t = document.querySelector('#progress textarea'); "
-                "return t && /^finished: step 3,/.test(t.value); }", timeout=300_000)
+            # the plot's points come from the run's metrics.jsonl: wait until the run has finished its steps
+            progress = wait_for_value(page, "#progress textarea, #progress input",
+                                      lambda v: v.startswith("finished: step 3,"), timeout=400, shots=shots, log=work / "runs/browser-run.log")
+            assert "loss" in progress
             page.wait_for_timeout(1500)  # one more timer tick so the plot has drawn the last points
             plot = page.locator("#loss_plot")
             assert plot.locator("canvas, svg").count() > 0
@@ -76,10 +91,10 @@ def test_train_plot_and_chat_in_a_real_browser(tiny_llama, tmp_path):
             assert (work / "browser-run.yaml").exists() and (work / "runs/browser-run/adapter").is_dir()
 
             page.get_by_role("tab", name="Chat").click()
-            assert page.locator("#chat_model textarea").input_value().endswith("browser-run")
+            assert page.locator("#chat_model textarea, #chat_model input").first.input_value().endswith("browser-run")
             page.locator("#chat_load").click()
             page.wait_for_selector("#chat_status :text('loaded')", timeout=60_000)
-            box = page.locator("#chat_input textarea")
+            box = page.locator("#chat_input textarea, #chat_input input").first
             box.fill("Repeat after me: apple banana cherry")
             box.press("Enter")
             bot = page.locator("#chatbot .message.bot, #chatbot [data-testid='bot']").last

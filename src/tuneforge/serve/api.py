@@ -250,7 +250,7 @@ class _Job:
         if self.chat:
             return {"content": [dict(e, bytes=list(e["token"].encode())) for e in entries]}
         return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
-                "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+                "top_logprobs": [_top_dict(e["top_logprobs"]) for e in entries],
                 "text_offset": []}
 
     async def collect(self, request: Any, metrics: Any) -> dict:
@@ -299,6 +299,14 @@ class _Job:
         metrics.done(self.completion_tokens, time.monotonic() - self.started)
         yield self._chunk([], usage=self.usage())
         yield "data: [DONE]\n\n"
+
+
+def _top_dict(top: list[dict]) -> dict[str, float]:
+    """Completions' {token text: logprob}; two ids that decode alike keep the likelier one (the list is sorted)."""
+    out: dict[str, float] = {}
+    for t in top:
+        out.setdefault(t["token"], t["logprob"])
+    return out
 
 
 def serve_cli(specs: list[str], host: str, port: int, api_key: str | None, max_batch: int, max_queue: int,
