@@ -26,7 +26,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--work", default="/tmp/export-bench")
     ap.add_argument("--steps", default="hf,gguf_f32,gguf_q8_0,int8,prune")
-    ap.add_argument("--eval-limit", type=int, default=100)
+    ap.add_argument("--eval-limit", type=int, default=100, help="0: no OpenBookQA/MMLU before/after int8")
+    ap.add_argument("--texts", type=int, default=30, help="held-out wiki texts (<= 128 tokens each) for the checks")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -45,7 +46,9 @@ def main() -> None:
     run = work / "runs" / "smollm2-lora"
     if not (run / "adapter").exists():
         lora_run(work / "runs", str(base), "smollm2-lora", seed=0, template="auto", rank=8)
-    wiki = str(Path(args.data) / "wiki_demo_text" / "wiki_demo.jsonl")
+    wiki_rows = (Path(args.data) / "wiki_demo_text" / "wiki_demo.jsonl").read_text(encoding="utf-8").splitlines()
+    wiki = str(work / f"wiki-{args.texts}.jsonl")
+    Path(wiki).write_text("\n".join(wiki_rows[: args.texts]) + "\n", encoding="utf-8")
     eval_cfg = work / "eval.yaml"
     eval_cfg.write_text(
         "eval:\n  batch_size: 8\n  tasks:\n"
@@ -75,7 +78,7 @@ def main() -> None:
     if "int8" in steps:
         from tuneforge.export.quantize import quantize_model
         timed("int8", quantize_model, source=str(run), out=str(work / "int8"), bits=8, sample_file=wiki,
-              eval_config=str(eval_cfg))
+              eval_config=str(eval_cfg) if args.eval_limit else None)
     if "prune" in steps:
         from tuneforge.export.prune import prune_model
         timed("prune_mlp25", prune_model, source=str(run), out=str(work / "pruned"), mlp=0.25, sample_file=wiki)
