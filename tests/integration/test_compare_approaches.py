@@ -68,3 +68,15 @@ def test_failing_route_is_one_line_and_bad_choices_stop_early(config, tmp_path):
         compare_approaches(config, approaches=["zero-shoot"], out=str(tmp_path))
     with pytest.raises(ConfigError, match="label-words"):
         compare_approaches(config, approaches=["zero_shot"], out=str(tmp_path), label_words=["a"])
+
+
+def test_cli_prints_the_table(config, tmp_path):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli import app
+
+    res = CliRunner().invoke(app, ["compare-approaches", config, "-a", "features", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "| features |" in res.output and (tmp_path / "compare.json").is_file()
+    bad = CliRunner().invoke(app, ["compare-approaches", config, "-a", "nope", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "not an approach" in bad.output and not (tmp_path / "x").exists()
