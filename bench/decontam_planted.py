@@ -1,11 +1,14 @@
 """Planted contamination sets for `tuneforge decontam`: benchmark items hidden in training data, with labels.
 
-Two independent sets, built from the shared benchmarks (../shared/data, or $TUNEFORGE_SHARED_DATA):
+Three independent sets, built from the shared benchmarks (../shared/data, or $TUNEFORGE_SHARED_DATA):
 - ``tune``:    MMLU (570 test items), GSM8K (200 test), TruthfulQA (200) vs alpaca_en_demo. The defaults of
                tuneforge.data.decontam were chosen on this set.
 - ``holdout``: OpenBookQA (60 of its 100 items) and SQuAD v2 (250 questions of 3 articles) vs alpaca_en_demo +
-               identity.json written as OpenAI `messages`. Built with the same transforms but never used to tune;
-               neither benchmark family appears in ``tune``.
+               identity.json written as OpenAI `messages`. Built with the same transforms, neither benchmark family
+               appears in ``tune``. Its first run (untuned) prompted one rule change (a very close embedding
+               neighbour with a *different* answer is kept), so it is no longer untouched; hence:
+- ``fresh``:   built after that change and never tuned on: MMLU dev + 300 GSM8K train problems as the benchmark,
+               MMLU test items of the same subjects and other GSM8K train problems as negatives, ShareGPT records.
 
 Positives (the record must be removed), with the category a reviewer would give them:
   verbatim        question (+ lettered choices) and the right answer                        duplicate
@@ -307,18 +310,58 @@ def build_holdout(data: Path, out: Path, seed: int = 29) -> PlantedSet:
     return PlantedSet("holdout", [_messages(r) for r in records], labels, against)
 
 
+def build_fresh(data: Path, out: Path, seed: int = 41) -> PlantedSet:
+    """Built after the one rule change that `holdout` prompted, and not tuned on: MMLU's dev split and 300 GSM8K
+    train problems as the benchmark, MMLU test items of the same subjects and other GSM8K train problems as
+    same-topic negatives, alpaca_en_demo as ShareGPT conversations."""
+    rng = random.Random(seed)
+    mmlu_dev, mmlu_test = _jsonl(data / "mmlu/dev.jsonl"), _jsonl(data / "mmlu/test_dev_subset.jsonl")
+    gsm = _jsonl(data / "gsm8k/train.jsonl")
+    rng.shuffle(gsm)
+    gsm_bench, gsm_neg = gsm[:300], gsm[300:380]
+    out.mkdir(parents=True, exist_ok=True)
+    against = [data / "mmlu/dev.jsonl", out / "gsm8k_train_bench.jsonl"]
+    against[1].write_text("".join(json.dumps(r) + "\n" for r in gsm_bench), encoding="utf-8")
+    planted = []
+    for n, i in enumerate(rng.sample(range(len(mmlu_dev)), 84)):
+        kind = MCQ_KINDS[n % len(MCQ_KINDS)]
+        r = mmlu_dev[i]
+        planted.append(_pos(mcq_record(kind, r["question"], r["choices"], r["answer"], rng, n), kind,
+                            f"dev-{i}", r["question"]))
+    kinds = OPEN_KINDS + ("numeric_edit",)
+    for n, r in enumerate(gsm_bench[:48]):
+        kind = kinds[n % len(kinds)]
+        planted.append(_pos(open_record(kind, r["question"], r["answer"], rng, n), kind, "gsm-train", r["question"]))
+    dev_stems = {_norm(r["question"]) for r in mmlu_dev}
+    for r in rng.sample(mmlu_test, 200):
+        if _norm(r["question"]) not in dev_stems:
+            planted.append(_neg({"instruction": r["question"], "input": _lettered(r["choices"]),
+                                 "output": r["choices"][r["answer"]]}, "same_topic_mmlu"))
+    for r in gsm_neg:
+        planted.append(_neg({"instruction": r["question"], "input": "", "output": r["answer"]}, "same_topic_gsm8k"))
+    planted += [_neg({"instruction": q, "input": "", "output": a}, "trivia") for q, a in TRIVIA_NEGATIVES]
+    base = json.loads((data / "llamafactory_demo/alpaca_en_demo.json").read_text(encoding="utf-8"))
+    records, labels = _mix(base, planted, rng)
+    share = [{"conversations": [{"from": "human", "value": r["instruction"] + ("\n" + r["input"] if r.get("input")
+                                                                               else "")},
+                                {"from": "gpt", "value": r["output"]}]} for r in records]
+    return PlantedSet("fresh", share, labels, against)
+
+
 def build(name: str, out: Path, data: Path | None = None) -> PlantedSet:
     data = data or shared_data()
     if name == "tune":
         return build_tune(data)
     if name == "holdout":
         return build_holdout(data, out)
-    raise SystemExit(f"unknown set {name!r} (tune | holdout)")
+    if name == "fresh":
+        return build_fresh(data, out)
+    raise SystemExit(f"unknown set {name!r} (tune | holdout | fresh)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--set", default="tune", choices=["tune", "holdout"])
+    ap.add_argument("--set", default="tune", choices=["tune", "holdout", "fresh"])
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     ps = build(a.set, a.out)

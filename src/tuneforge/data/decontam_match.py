@@ -163,9 +163,13 @@ def _contains(haystack: str, needle: str) -> bool:
 def core_similarity(train: Views, bench: Views) -> float | None:
     """Similarity of the cores (0-1, rapidfuzz Indel ratio); the best-aligned window when the record's core is
     longer (a prefix, instructions or a passage around the question). None when the item's core is generic."""
-    if len(bench.core.split()) < MIN_CORE_WORDS:
+    words = bench.core.split()
+    if len(words) < MIN_CORE_WORDS:
         return None
     if len(train.core) > 1.3 * len(bench.core):
+        have = set(train.core.split())
+        if sum(w in have for w in words) < 0.5 * len(words):  # cannot reach SAME_STEM: skip the window search
+            return _fuzz().ratio(bench.core, train.core) / 100
         return _fuzz().partial_ratio(bench.core, train.core) / 100
     return _fuzz().ratio(bench.core, train.core) / 100
 
@@ -173,13 +177,13 @@ def core_similarity(train: Views, bench: Views) -> float | None:
 def reworded_words(train: Views, bench: Views) -> int:
     """Words of the item's core (numbers aside) that the record's core lacks, not even with a typo: replaced
     words (synonyms, a reworded frame) tell a rewording from a copy."""
+    from rapidfuzz import process
+
     have = set(train.core.split())
+    candidates = list(have)
     fuzz = _fuzz()
-    missing = 0
-    for w in set(bench.core.split()) - have:
-        if not w.isdigit() and not any(fuzz.ratio(w, h) >= 80 for h in have if abs(len(h) - len(w)) <= 2):
-            missing += 1
-    return missing
+    return sum(1 for w in set(bench.core.split()) - have
+               if not w.isdigit() and process.extractOne(w, candidates, scorer=fuzz.ratio, score_cutoff=80) is None)
 
 
 def passage_only(train: Views, bench: Views) -> bool:
@@ -240,7 +244,10 @@ def decide(f: dict[str, float | bool | None], threshold: float = PARAPHRASE_COSI
     # a shared passage with another question is neither a copy nor, by its (passage-dominated) cosine, a rewording
     passage = bool(f.get("passage_only"))
     copied = not passage and (same_stem or "ngram" in evidence)
-    reworded = ("embedding" in evidence and "answer" in evidence) or (cos >= STRONG_COSINE and not passage) or (
+    # a very close neighbour counts alone only when no answer says otherwise (a same-topic question with another
+    # answer, e.g. "Who sold the rights?" vs "Who bought the rights?", stays)
+    strong = cos >= STRONG_COSINE and not passage and answer is not False
+    reworded = ("embedding" in evidence and "answer" in evidence) or strong or (
         "choices" in evidence and "answer" in evidence)
     changed = answer is False or bool(f.get("numbers_changed"))
     if copied:

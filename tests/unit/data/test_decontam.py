@@ -79,6 +79,9 @@ def test_answer_agreement_numbers_and_text():
     ({"core_similarity": 0.4, "choice_overlap": 1.0, "answer_agrees": True}, True, "gray-area"),
     ({"unique_ngrams": 0.8, "answer_agrees": True}, True, "duplicate"),               # copied in a long prompt
     ({"core_similarity": 0.5, "cosine": 0.86, "answer_agrees": False}, False, None),    # same topic
+    ({"core_similarity": 0.6, "cosine": 0.95, "answer_agrees": None}, True, "gray-area"),  # very close, no answer
+    ({"core_similarity": 0.8, "cosine": 0.95, "answer_agrees": False}, False, None),    # sold vs bought the rights
+    ({"core_similarity": 0.99, "cosine": 0.99, "passage_only": True}, False, None),     # same passage, other question
     ({"core_similarity": 0.5, "cosine": 0.86, "answer_agrees": True, "answer_distinctive": False}, False, None),
     ({"exact_stem": True, "core_similarity": None, "choice_overlap": 0.0, "answer_agrees": False}, False, None),
 ])
