@@ -26,7 +26,7 @@ from tuneforge.train.stages import STAGES, load_training_config
 
 def stage_methods() -> dict[str, list[str]]:
     """Stage name -> the methods that stage accepts (from the stage table)."""
-    return {name: list(stage.methods) for name, stage in STAGES.items()}
+    return {name: list(entry.methods) for name, entry in STAGES.items()}
 
 
 def build_config(*, model: str, data: str, stage: str, method: str, template: str, lr: float, max_steps: int,
