@@ -79,6 +79,9 @@ class QaStage(Stage):
     description = "extractive question answering (SQuAD v1/v2 spans on an encoder)"
     metrics = ("f1", "exact_match")
     peft_task_type = "QUESTION_ANS"
+    # bench/results/tasks.md (MiniLM-L6, SQuAD subset): full at the schema's 2e-4 -> F1 0.110; LoRA was measured
+    # at 2e-3 only (0.055), as for cls where LoRA needs ~10x the full rate. To be re-measured (docs/compare.md).
+    lr_defaults = {"lora": 2e-3}
 
     def check_data(self, cfg: Config) -> dict:
         """Questions (answerable / unanswerable), contexts, token windows per question."""
