@@ -22,13 +22,14 @@ def serve(
     max_tokens: int = typer.Option(2048, help="Largest max_tokens accepted (422 beyond)."),
     max_body_kb: int = typer.Option(1024, help="Largest request body in KiB (413 beyond)."),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: library default; 1 helps on a busy shared CPU)."),
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API with dynamic batching and streaming."""
     from tuneforge.serve.api import Limits, serve_cli
 
     limits = Limits(max_body_bytes=max_body_kb * 1024, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens)
     guarded(serve_cli, models, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
-            limits=limits, dtype=dtype)
+            limits=limits, dtype=dtype, threads=threads)
 
 
 @app.command()

@@ -310,9 +310,13 @@ def _top_dict(top: list[dict]) -> dict[str, float]:
 
 
 def serve_cli(specs: list[str], host: str, port: int, api_key: str | None, max_batch: int, max_queue: int,
-              limits: Limits, dtype: str = "auto") -> None:
+              limits: Limits, dtype: str = "auto", threads: int = 0) -> None:
     """Load the models, start the engine and run uvicorn until interrupted."""
+    import torch
     import uvicorn
+
+    if threads:  # on a CPU shared with other jobs, fewer threads than cores stop OpenMP spinning for descheduled peers
+        torch.set_num_threads(threads)
 
     from tuneforge.serve.served import load_served
 
