@@ -106,7 +106,7 @@ def run_one(n_train: int, n_bench: int, backend: str) -> dict:
     return out
 
 
-def embed_throughput(n: int = 512, rounds: int = 3, batch_size: int = 64) -> dict:
+def embed_throughput(n: int = 256, rounds: int = 3, batch_size: int = 64) -> dict:
     """MiniLM throughput of tuneforge's `embed` (no cache) against `SentenceTransformer.encode` of the same model
     on the same texts with the same batch size, interleaved (A B A B ...) so machine load hits both alike; wall
     and process CPU seconds, best of `rounds`. ratio >= 1 means embed is at least as fast as the library."""

@@ -104,13 +104,15 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="embedding cache (default: a fresh temp dir)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
+    out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                       "loadavg_start": os.getloadavg()}, "sets": {}}
+    results = out["sets"]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cache = a.cache_dir or str(Path(tmp) / "cache")
-        results = {name: run_set(name, cache, Path(tmp)) for name in a.sets.split(",")}
-    out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                       "loadavg_start": os.getloadavg()}, "sets": results}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=2), encoding="utf-8")
+        for name in a.sets.split(","):
+            results[name] = run_set(name, cache, Path(tmp))
+            a.out.write_text(json.dumps(out, indent=2), encoding="utf-8")  # after each set: partial runs count
     for name, r in results.items():
         d, b, k = r["default"], r["baseline_minilm_cosine_0.8"], r["keep_similar"]
         print(f"{name}: removed recall {d['recall']:.3f} precision {d['precision']:.3f} "

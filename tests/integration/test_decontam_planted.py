@@ -6,10 +6,10 @@ hand (below). 60 negatives on the same topics: MMLU dev questions of the same su
 hand-written trivia/misconception questions. All 120 are mixed into the 999 alpaca_en_demo records; every record
 that is not a planted positive counts as a false positive when flagged.
 
-Measured at the defaults (exact + 13-gram + MiniLM cosine >= 0.8): recall 1.00 (60/60), precision 0.98 (60/61;
-the one false positive is "How many bones does an adult human have?" vs TruthfulQA's "How many finger bones do
-humans have?", cosine 0.83, categorised similar-but-different). The test requires recall >= 0.95 at precision
->= 0.9.
+Measured at the defaults (multi-view matching, see docs/decontam.md): recall 0.98 (59/60), precision 1.00 (59/59);
+the miss is a hand paraphrase of a TruthfulQA question ("What is a truth that scientists are trying to hide?")
+whose embedding stays under the 0.75 paraphrase cosine. The test requires recall >= 0.95 at precision >= 0.9.
+The harder generated sets of bench/decontam_planted.py are checked at the end of this file.
 """
 
 from __future__ import annotations
