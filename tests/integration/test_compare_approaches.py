@@ -32,6 +32,7 @@ def config(tmp_path_factory):
     return str(d / "cfg.yaml")
 
 
+@pytest.mark.slow
 def test_every_route_scored_on_the_same_split(config, tiny_llama, tmp_path):
     res = compare_approaches(config, approaches=list(APPROACHES), decoder=tiny_llama, out=str(tmp_path), shots=2)
     rows = {r["approach"]: r for r in res["rows"]}
