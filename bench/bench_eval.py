@@ -140,6 +140,8 @@ def main() -> None:
               "gen_limit": args.gen_limit, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "load_seconds": round(load_s, 1), "platform": platform.platform(),
               "load_average_start": os.getloadavg(), "tasks": {}}
+    name = Path(args.model).stem.replace(":", "_")
+    path = Path(args.out) / f"bench_eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     for task in tasks:
         gen = task.preset == "gsm8k"
         sides = {"ours": lambda: run_ours(model, tok, task, args.batch_size),
@@ -167,15 +169,17 @@ def main() -> None:
         print(f"{task.name:16s} n={entry['n']:4d}  ours {entry['samples_per_s']['ours']:7.2f}/s  lm-eval "
               f"{entry['samples_per_s']['lm_eval']:7.2f}/s  wall {entry['speedup_vs_lm_eval']:.2f}x  "
               f"cpu {entry['cpu_speedup_vs_lm_eval']:.2f}x  {agree}  load {entry['load_mean']}", flush=True)
+        save(report, path)  # after every task: a long run that is stopped keeps what it measured
     tot = {k: sum(t["seconds_median"][k] for t in report["tasks"].values()) for k in ("ours", "lm_eval")}
     report["overall_speedup_vs_lm_eval"] = round(tot["lm_eval"] / tot["ours"], 2)
     report["load_average_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = Path(args.model).stem.replace(":", "_")
-    path = out / f"bench_eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    save(report, path)
     print(f"overall speedup vs lm-eval: {report['overall_speedup_vs_lm_eval']}x -> {path}")
+
+
+def save(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
