@@ -170,7 +170,7 @@ def build_ui(workdir: str | Path) -> Any:
             with gr.Row():
                 chat_spec = gr.Textbox(label="Run dir or model", elem_id="chat_model")
                 load_btn = gr.Button("Load", elem_id="chat_load")
-            chat_status = gr.Markdown("no model loaded", elem_id="chat_status")
+            chat_status = gr.Markdown("no model yet", elem_id="chat_status")
             chatbot = gr.Chatbot(label="Chat", elem_id="chatbot")
             msg = gr.Textbox(label="Message", placeholder="Type and press Enter", elem_id="chat_input")
             reset = gr.Button("Reset", elem_id="chat_reset")
