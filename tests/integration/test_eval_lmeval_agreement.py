@@ -92,12 +92,12 @@ def test_generation_presets_generate_what_lm_eval_generates(tiny, tmp_path):
 
     model, tok = tiny
     gsm = T(name="gsm8k", file=str(DATA / "gsm8k/test_dev_subset.jsonl"), preset="gsm8k", fewshot=2,
-            fewshot_file=str(DATA / "gsm8k/train.jsonl"), limit=8, max_new_tokens=24)
-    rows = [json.loads(x) for x in (DATA / "gsm8k/test_dev_subset.jsonl").read_text().splitlines()[:10]]
+            fewshot_file=str(DATA / "gsm8k/train.jsonl"), limit=5, max_new_tokens=16)
+    rows = [json.loads(x) for x in (DATA / "gsm8k/test_dev_subset.jsonl").read_text().splitlines()[:5]]
     generic = tmp_path / "qa.jsonl"
     generic.write_text("".join(json.dumps({"input": f"Q: {r['question']}\nA:", "target": r["answer"]}) + "\n"
                                for r in rows))
-    until = T(name="generate_until", file=str(generic), preset="generate_until", max_new_tokens=16, fewshot=1)
+    until = T(name="generate_until", file=str(generic), preset="generate_until", max_new_tokens=12, fewshot=1)
     theirs = run_lmeval(model, tok, [gsm, until], batch_size=4)
     for t in (gsm, until):
         spec = resolve_task(t)

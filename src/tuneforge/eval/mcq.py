@@ -27,6 +27,7 @@ from tuneforge.models.registry import base_model
 log = logging.getLogger(__name__)
 
 _DEFAULT_MAX_LENGTH = 2048
+_PROBE_TOKENS = 48  # context tokens used by the one-off shared-vs-separate check
 
 
 @dataclass
@@ -260,6 +261,9 @@ class McqScorer:
         probe = [e for e in encoded if len(e.continuations) > 1][:2] or encoded[:1]
         if not probe:
             return "shared"
+        # the end of the context is enough to see whether the mask is honoured; a full 5-shot context scored one
+        # row per choice would cost more than scoring a few hundred questions' prefixes
+        probe = [Encoded(e.context[-_PROBE_TOKENS:], e.continuations) for e in probe]
         with torch.inference_mode():
             try:
                 a = self._shared_batch(probe)
