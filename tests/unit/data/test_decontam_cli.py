@@ -26,6 +26,7 @@ TRAIN = [{"instruction": "What happens if you eat a pomegranate?", "input": "", 
 
 @pytest.fixture
 def files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # commands without --out write ./<name>_decontam: keep that out of the repo
     decontam_fakes.install(monkeypatch)
     monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "cache"))
     bench = tmp_path / "tqa.jsonl"
