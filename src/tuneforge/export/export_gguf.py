@@ -16,7 +16,7 @@ from tuneforge.export.gguf import QUANTS, check_supported, write_gguf
 from tuneforge.export.merge import default_out
 from tuneforge.export.modelfile import modelfile, template_family
 from tuneforge.export.report import measure, write_report
-from tuneforge.export.source import chat_template, load_source, open_source
+from tuneforge.export.source import chat_template, load_merged, open_source
 from tuneforge.export.verify import (
     all_logits,
     check,
@@ -38,9 +38,7 @@ def export_gguf(source: str, out: str | None = None, quant: str = "f16", toleran
     """Write `<out>/model-<quant>.gguf` + `Modelfile` + report; raises VerificationError above tolerance."""
     src = open_source(source)
     target = default_out(source, f"gguf-{quant}", out)
-    model, tokenizer = load_source(src)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    model, tokenizer = load_merged(src)
     check_supported(model, tokenizer, quant)
     rows = sample_ids(tokenizer, load_texts(sample_file))
     reference = all_logits(model, rows)

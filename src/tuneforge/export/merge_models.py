@@ -19,7 +19,7 @@ from tuneforge.config.schema import ModelConfig
 from tuneforge.errors import ConfigError
 from tuneforge.export.merge import save_standard
 from tuneforge.export.report import write_report
-from tuneforge.export.source import Source, auto_class, load_source, open_source
+from tuneforge.export.source import Source, auto_class, load_merged, open_source
 from tuneforge.export.verify import (
     SAMPLE_TEXTS,
     VerificationError,
@@ -55,9 +55,7 @@ def _base_path(sources: list[Source], base: str | None) -> str | None:
 
 
 def _weights_of(src: Source) -> tuple[dict, object, object]:
-    model, tokenizer = load_source(src)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    model, tokenizer = load_merged(src)
     return {k: v.detach().float().clone() for k, v in model.state_dict().items()}, model, tokenizer
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from tuneforge.errors import ConfigError
 from tuneforge.export.merge import default_out, save_standard
 from tuneforge.export.report import measure, write_report
-from tuneforge.export.source import auto_class, load_source, open_source
+from tuneforge.export.source import auto_class, load_merged, open_source
 from tuneforge.export.verify import (
     all_logits,
     check,
@@ -158,9 +158,7 @@ def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp:
                           hint="e.g. --sparsity 0.5, --mlp 0.25 or --layers 3")
     src = open_source(source)
     target = default_out(source, "pruned", out)
-    model, tokenizer = load_source(src)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    model, tokenizer = load_merged(src)
     rows = sample_ids(tokenizer, load_texts(sample_file))
     reference = all_logits(model, rows)
     with atomic_dir(target) as tmp:

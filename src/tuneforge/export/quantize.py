@@ -14,7 +14,7 @@ from collections.abc import Callable
 from tuneforge.errors import ConfigError, ModelLoadError
 from tuneforge.export.merge import default_out, save_standard
 from tuneforge.export.report import measure, write_report
-from tuneforge.export.source import auto_class, load_source, open_source
+from tuneforge.export.source import auto_class, load_merged, open_source
 from tuneforge.export.verify import (
     all_logits,
     check,
@@ -61,9 +61,7 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
     tolerance = DEFAULT_TOLERANCE[bits] if tolerance is None else tolerance
     src = open_source(source)
     target = default_out(source, f"int{bits}", out)
-    model, tokenizer = load_source(src)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    model, tokenizer = load_merged(src)
     rows = sample_ids(tokenizer, load_texts(sample_file))
     reference = all_logits(model, rows)
     with atomic_dir(target) as tmp:

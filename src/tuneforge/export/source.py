@@ -72,6 +72,14 @@ def load_source(src: Source, apply_adapter: bool = True) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def load_merged(src: Source) -> tuple[Any, Any]:
+    """(model with any adapter folded into its weights, tokenizer): what quantize / prune / GGUF / merge work on."""
+    model, tokenizer = load_source(src)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    return model, tokenizer
+
+
 def chat_template(src: Source, tokenizer) -> str | None:
     """The jinja chat template the model was trained with: the named template's reference jinja, else the
     tokenizer's own."""
