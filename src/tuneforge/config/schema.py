@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge.config.align import AlignConfig
+from tuneforge.config.distill import DistillConfig
 from tuneforge.config.evaluation import EvalConfig
 from tuneforge.config.task import TaskConfig
 
@@ -155,8 +156,8 @@ class OutputConfig(Section):
 
 class Config(Section):
     stage: str = Field("sft", description="Training stage: pt | sft | cls | qa | seq2seq | rm | dpo | orpo | "
-                       "simpo | kto | grpo | rloo | ppo (the stage table, train/stages.py, checks the name and "
-                       "which methods apply).")
+                       "simpo | kto | grpo | rloo | ppo | distill (the stage table, train/stages.py, checks the "
+                       "name and which methods apply).")
     method: Literal["lora", "full", "freeze", "features"] = Field(
         "lora", description="What to train: LoRA adapters, all weights, the last layers, or a head on frozen features.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -170,3 +171,4 @@ class Config(Section):
     align: AlignConfig = Field(default_factory=AlignConfig)
     demo_prompts: list[str] = Field(default_factory=list,
                                     description="Prompts answered before and after training (shows the change).")
+    distill: DistillConfig = Field(default_factory=DistillConfig)

@@ -31,6 +31,7 @@ from tuneforge.export.verify import (
     perplexity,
     sample_ids,
 )
+from tuneforge.models.depth import keep_layers
 from tuneforge.models.load import resolve_model_path
 from tuneforge.models.registry import get_layers
 from tuneforge.runs import atomic_dir
@@ -119,31 +120,6 @@ def _shrink(linear, keep, dim: int):
     if linear.bias is not None:
         out.bias.copy_(linear.bias if dim == 1 else linear.bias.index_select(0, keep))
     return out
-
-
-def keep_layers(model, count: int) -> list[int]:
-    """Depth pruning: keep `count` evenly spaced blocks (first and last always), e.g. a 6-layer teacher -> a 3-layer
-    student to distil into. Returns the kept indices; the saved config's `num_hidden_layers` follows."""
-    import torch
-
-    path, layers = get_layers(model)
-    if layers is None:
-        raise ConfigError(f"prune: cannot find the blocks of '{model.config.model_type}'")
-    n = len(layers)
-    if not 1 <= count < n:
-        raise ConfigError(f"--layers {count}: the model has {n} blocks; keep between 1 and {n - 1}")
-    kept = sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)}) if count > 1 else [0]
-    new = torch.nn.ModuleList([layers[i] for i in kept])
-    for new_idx, layer in enumerate(new):
-        for m in layer.modules():
-            if hasattr(m, "layer_idx"):
-                m.layer_idx = new_idx  # the KV cache is indexed by position in the new stack
-    _set_module(model.get_base_model() if hasattr(model, "get_base_model") else model, path, new)
-    config = model.config
-    config.num_hidden_layers = len(kept)
-    if getattr(config, "layer_types", None):
-        config.layer_types = [config.layer_types[i] for i in kept]
-    return kept
 
 
 def prune_model(source: str, out: str | None = None, sparsity: float = 0.0, mlp: float = 0.0, layers: int = 0,

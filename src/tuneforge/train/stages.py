@@ -7,7 +7,7 @@ import difflib
 from tuneforge.config import load_config
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
-from tuneforge.train import cls, dpo, grpo, kto, orpo, ppo, pt, qa, rloo, rm, seq2seq, sft, simpo
+from tuneforge.train import cls, distill, dpo, grpo, kto, orpo, ppo, pt, qa, rloo, rm, seq2seq, sft, simpo
 from tuneforge.train.stage import Stage
 
 STAGES: dict[str, Stage] = {
@@ -24,6 +24,7 @@ STAGES: dict[str, Stage] = {
     "grpo": grpo.STAGE,
     "rloo": rloo.STAGE,
     "ppo": ppo.STAGE,
+    "distill": distill.STAGE,
 }
 
 
