@@ -153,8 +153,12 @@ def run_lmeval(model: Any, tokenizer: Any, tasks: list[EvalTaskConfig], batch_si
     examples still come from the whole file)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+    # Every task here is a config dict (lm-eval's own YAMLs are read by _own_yaml), so lm-eval's index of its
+    # ~10k bundled task files is not needed; building it costs 15-60 s per simple_evaluate call on this CPU.
+    tasks_index = TaskManager(include_defaults=False)
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in tasks:
@@ -169,7 +173,7 @@ def run_lmeval(model: Any, tokenizer: Any, tasks: list[EvalTaskConfig], batch_si
             confs = lmeval_tasks(cfg, test_file)
             t0 = time.perf_counter()
             res = lm_eval.simple_evaluate(model=lm, tasks=confs, log_samples=True, verbosity="ERROR",
-                                          bootstrap_iters=0, limit=limit)
+                                          bootstrap_iters=0, limit=limit, task_manager=tasks_index)
             secs = time.perf_counter() - t0
             every = _in_file_order(res, [c["task"] for c in confs])
             samples = [s for s in every if s["filter"] == every[0]["filter"]]  # one entry per filter and doc
