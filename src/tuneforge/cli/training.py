@@ -20,8 +20,14 @@ def train(
     launch_config: Optional[str] = typer.Option(
         None, "--launch-config", help="accelerate YAML (FSDP, DeepSpeed, ...) or DeepSpeed JSON; "
         "examples/distributed/ and LLaMA-Factory's files work as they are."),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", help="Train N times (seeds train.seed, +1, ...) into <run>/seed-<s>/ and write the mean and "
+        "std of the eval metrics (seeds.md); same as train.seeds=[...]."),
 ) -> None:
     """Train any stage (pt, sft, cls, qa, seq2seq, ...) from a config; writes a complete run directory."""
+    if seeds is not None and (nproc > 1 or launch_config):
+        raise typer.BadParameter("--seeds runs the seeds one after another in one process; drop --nproc / "
+                                 "--launch-config")
     if (nproc > 1 or launch_config) and not dry_run:  # a dry run sizes one process; no launcher needed
         from tuneforge.train.launch import launch_training
 
@@ -30,7 +36,7 @@ def train(
         return
     from tuneforge.train.run import run_from_cli
 
-    guarded(run_from_cli, config, overrides or [], resume=resume, dry_run=dry_run)
+    guarded(run_from_cli, config, overrides or [], resume=resume, dry_run=dry_run, seeds=seeds)
 
 
 @data_app.command("check")

@@ -127,6 +127,17 @@ class TrainConfig(Section):
     report_to: list[str] = Field(default_factory=list, description="Trackers: tensorboard, mlflow, wandb.")
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config (LLaMA-Factory layout; \"auto\" values filled "
                                   "from this section). Set by `--launch-config F.json`; needs the deepspeed extra.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy (cls, "
+                                   "seq2seq): the target keeps 1 - x, the rest is spread over all classes / tokens.")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop when the stage's main metric (task.metric: cls accuracy, qa f1, seq2seq bleu) "
+        "has not improved for N evaluations (every eval_steps, else every epoch); the best checkpoint is reloaded "
+        "and saved as the final model (results.json: best_step). 0: off. Task stages; needs eval data.")
+    early_stopping_threshold: float = Field(0.0, ge=0, description="Smallest change of the main metric that "
+                                            "counts as an improvement for early stopping.")
+    seeds: list[int] = Field(default_factory=list, description="Train once per seed into <run>/seed-<s>/ and write "
+                             "seeds.json / seeds.md with mean and std of the eval metrics (`--seeds N`: seed, "
+                             "seed+1, ...). Empty: one run with train.seed.")
     on_divergence: Literal["stop", "warn"] = Field(
         "stop", description="Loss spike far above its running median or collapse (grad-norm 0, loss at ln(vocab)): "
         "stop naming a checkpoint that resumes, or only warn. A non-finite loss always stops.")

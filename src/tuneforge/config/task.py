@@ -6,9 +6,9 @@ from the data (see docs/tasks.md). Max input length is `data.cutoff_len` (capped
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -26,6 +26,10 @@ class TaskConfig(BaseModel):
     multi_label: bool | None = Field(
         None, description="Several labels per sample (sigmoid + BCE); auto: true when labels are lists.")
     multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="Probability above which a label is predicted.")
+    class_weights: Literal["none", "balanced"] | list[float] = Field(
+        "none", description="Loss weight per class for imbalanced data: none, balanced (n_samples / (n_classes * "
+        "count), from the training data) or one positive number per label in label order (multi-label: BCE "
+        "pos_weight). The weights used are recorded in config.yaml `resolved:`.")
 
     # --- feature extraction (method: features) --------------------------------------------------------------
     pooling: Literal["mean", "cls", "last"] = Field(
@@ -68,6 +72,19 @@ class TaskConfig(BaseModel):
                             "or one of the stage's metrics, e.g. f1_macro, exact_match, chrf (checked by the stage).")
     max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on at most this many eval samples.")
     write_predictions: bool = Field(True, description="Write predictions.jsonl (one line per eval sample).")
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _class_weights_choice(cls, v: Any) -> Any:
+        # One readable message instead of pydantic's per-union-member errors.
+        if v is None:
+            return "none"
+        ok = v in ("none", "balanced") if isinstance(v, str) else (
+            isinstance(v, list) and v and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0
+                                              for w in v))
+        if not ok:
+            raise ValueError("must be none, balanced, or a list of positive numbers (one per label, in label order)")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from tuneforge.config.schema import Config
 from tuneforge.data.task_data import ClsExample, LabelMap, balance_report, class_counts
 from tuneforge.data.task_rows import token_length_stats
+from tuneforge.errors import ConfigError
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
 from tuneforge.train import features
-from tuneforge.train.cls_common import build_data, metrics_fn, report
+from tuneforge.train.cls_common import build_data, class_weights, loss_fn, metrics_fn, report
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
 from tuneforge.train.stage import Stage
 from tuneforge.train.task_common import (ListDataset, load_task_model, max_input_len, prepare_task_model,
@@ -45,24 +46,31 @@ def build_model(cfg: Config, tokenizer, label_map: LabelMap):
     return model
 
 
-def fine_tune(cfg: Config, run: RunDir, resume: bool, task_type: str) -> dict:
+def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
     """Full / LoRA / freeze fine-tuning of a sequence-classification model."""
     from transformers import DataCollatorWithPadding
 
     tokenizer = load_tokenizer(cfg.model)
     data = build_data(cfg, run)
+    weights = class_weights(cfg, data)  # a wrong count fails here, before the model is loaded
+    if weights is not None:
+        run.record_resolved(**{"task.class_weights": dict(zip(data.label_map.names, weights))})
     run.write_env(cfg)
     model = build_model(cfg, tokenizer, data.label_map)
     max_len = max_input_len(cfg, tokenizer, model.config)
     train_ds = ListDataset(encode(data.train, tokenizer, max_len, data.label_map))
     eval_ds = ListDataset(encode(data.eval, tokenizer, max_len, data.label_map)) if data.eval else None
-    model = prepare_task_model(model, cfg, task_type)
+    model = prepare_task_model(model, cfg, stage.peft_task_type)
 
     trainer = TuneforgeTrainer(
-        model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
-        train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        # label smoothing is applied by our loss (with the class weights), not by the Trainer's smoother
+        args=task_training_args(cfg, run, has_eval=eval_ds is not None, select=stage.selection(cfg),
+                                label_smoothing_factor=0.0),
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=metrics_fn(data.label_map, cfg.task.multi_label_threshold), callbacks=callbacks(cfg, run))
+        compute_loss_func=loss_fn(weights, cfg.train.label_smoothing, data.label_map.multi_label),
+        compute_metrics=metrics_fn(data.label_map, cfg.task.multi_label_threshold, stage.main_metric(cfg)),
+        callbacks=callbacks(cfg, run))
     metrics = fit(trainer, run, resume)
     saved = save_final(trainer.model, tokenizer, run, cfg)
     run.write_json(f"{saved.name}/label_map.json", data.label_map.to_json())
@@ -84,6 +92,14 @@ class ClsStage(Stage):
     # bench/results/tasks.md (MiniLM-L6, SST-2 2000 rows, 1 epoch): full 1e-4 -> 0.846; LoRA 5e-4 did not learn
     # in 32 steps (0.514), 2e-3 -> 0.830. To be re-measured per model family with `tuneforge compare-approaches`.
     lr_defaults = {"full": 1e-4, "freeze": 1e-4, "lora": 2e-3}
+    recipe_keys = frozenset({"task.class_weights", "train.label_smoothing", "train.early_stopping_patience"})
+
+    def validate(self, cfg: Config) -> None:
+        super().validate(cfg)
+        if cfg.method == "features" and (cfg.train.label_smoothing or cfg.train.early_stopping_patience):
+            key = "train.label_smoothing" if cfg.train.label_smoothing else "train.early_stopping_patience"
+            raise ConfigError(f"{key} does not apply to method features (a head on frozen embeddings)",
+                              hint="use method full / lora / freeze, or remove the key")
 
     def check_data(self, cfg: Config) -> dict:
         """Counts, labels, class balance and token lengths."""
@@ -108,7 +124,7 @@ class ClsStage(Stage):
     def run(self, cfg: Config, run: RunDir, resume: bool) -> dict:
         if cfg.method == "features":
             return features.run(cfg, run, resume)
-        return fine_tune(cfg, run, resume, self.peft_task_type)
+        return fine_tune(cfg, run, resume, self)
 
 
 STAGE = ClsStage()

@@ -10,6 +10,7 @@ import numpy as np
 from tuneforge.config.schema import Config
 from tuneforge.data.task_data import ClsExample, LabelMap, build_label_map, class_counts, cls_examples
 from tuneforge.data.task_rows import task_splits
+from tuneforge.errors import ConfigError
 from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
 from tuneforge.runs import RunDir
 
@@ -37,6 +38,51 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     return ClsData(train, evals, label_map)
 
 
+def class_weights(cfg: Config, data: ClsData) -> list[float] | None:
+    """task.class_weights as one number per label (None: unweighted). `balanced` is n_samples / (n_classes *
+    count) from the training data; multi-label gets BCE pos_weight = negatives / positives per label."""
+    spec, lm = cfg.task.class_weights, data.label_map
+    if spec == "none":
+        return None
+    if isinstance(spec, list):
+        if len(spec) != len(lm):
+            raise ConfigError(f"task.class_weights has {len(spec)} values but there are {len(lm)} labels "
+                              f"({', '.join(lm.names)})", hint="give one weight per label, in this order")
+        return [float(w) for w in spec]
+    counts = list(class_counts(data.train, lm).values())
+    n = len(data.train)
+    if lm.multi_label:  # a label never (or always) present gets weight 1: there is nothing to balance
+        return [round((n - c) / c, 6) if 0 < c < n else 1.0 for c in counts]
+    return [round(n / (len(lm) * c), 6) if c else 1.0 for c in counts]
+
+
+def loss_fn(weights: list[float] | None, smoothing: float, multi_label: bool):
+    """compute_loss_func for the Trainer: (weighted) cross-entropy with label smoothing, or BCE for multi-label.
+
+    Per-sample losses are summed and divided by the Trainer's `num_items_in_batch` (labels in the whole accumulated
+    batch), so gradient accumulation gives the same step as one big batch; without it (evaluation) the mean."""
+    import torch
+    import torch.nn.functional as F
+
+    w = torch.tensor(weights, dtype=torch.float32) if weights else None
+
+    def compute(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        wt = w.to(logits.device, logits.dtype) if w is not None else None
+        if multi_label:
+            target = labels.to(logits.dtype)
+            if smoothing:  # each 0/1 target moves towards 0.5
+                target = target * (1 - smoothing) + 0.5 * smoothing
+            per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=wt, reduction="none")
+        else:
+            per = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1),
+                                  weight=None if wt is None else wt.float(), label_smoothing=smoothing,
+                                  reduction="none")
+        return per.sum() / num_items_in_batch if num_items_in_batch is not None else per.mean()
+
+    return compute
+
+
 def predict_labels(logits: np.ndarray, label_map: LabelMap, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, probabilities): argmax ids, or a 0/1 matrix for multi-label."""
     if label_map.multi_label:
@@ -47,13 +93,14 @@ def predict_labels(logits: np.ndarray, label_map: LabelMap, threshold: float) ->
     return probs.argmax(-1), probs
 
 
-def metrics_fn(label_map: LabelMap, threshold: float):
-    """compute_metrics for periodic evaluation during training (accuracy + macro F1)."""
+def metrics_fn(label_map: LabelMap, threshold: float, main: str = "accuracy"):
+    """compute_metrics for periodic evaluation during training (accuracy, macro F1 and the main metric, which
+    early stopping watches)."""
     def compute(p):
         logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
         preds, _ = predict_labels(logits, label_map, threshold)
         rep = classification_report(p.label_ids.astype(int), preds, label_map.names)
-        return {"accuracy": rep["accuracy"], "f1_macro": rep["f1_macro"]}
+        return {k: rep[k] for k in dict.fromkeys(("accuracy", "f1_macro", main))}
 
     return compute
 

@@ -41,9 +41,12 @@ def _resolved_lr(run: RunDir, lr: float) -> float:
     return (run.resolved() if run.config.is_file() else {}).get("train.lr", lr)
 
 
-def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=None, **extra):
+def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=None,
+                  select: tuple[str, bool] | None = None, **extra):
     """`args_class` (TrainingArguments by default; a TRL config class such as DPOConfig fits too) from the
-    `train:` section, with CPU-friendly defaults; `extra` sets stage-specific fields."""
+    `train:` section, with CPU-friendly defaults; `extra` sets stage-specific fields. `select` = (metric,
+    greater_is_better) from the stage: with train.early_stopping_patience the best checkpoint by it is kept and
+    reloaded at the end."""
     import torch
     from transformers import TrainingArguments
 
@@ -84,8 +87,14 @@ def training_args(cfg: Config, run: RunDir, has_eval: bool = False, args_class=N
         dataloader_pin_memory=on_gpu,
         ddp_find_unused_parameters=False,  # every trainable parameter is used; saves a graph walk per step
         deepspeed=t.deepspeed,
+        label_smoothing_factor=t.label_smoothing,
         **tracking_args(cfg, run),
     )
+    if select and has_eval and t.early_stopping_patience:
+        # load_best_model_at_end needs a checkpoint at every evaluation: both every eval_steps, else every epoch
+        every = "steps" if t.eval_steps else "epoch"
+        kwargs.update(eval_strategy=every, save_strategy=every, save_steps=t.save_steps or t.eval_steps or 500,
+                      load_best_model_at_end=True, metric_for_best_model=select[0], greater_is_better=select[1])
     kwargs.update(extra)
     if "activation_checkpointing" in args_class.__dataclass_fields__:  # transformers >= 5.2x name
         kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
@@ -142,6 +151,7 @@ class GuardMixin:
         target = os.path.join(final_root, name)
         if os.path.exists(target):
             shutil.rmtree(target)
+        self._point_best_at(final_root, os.path.join(staging, name))
         os.replace(os.path.join(staging, name), target)
         shutil.rmtree(staging, ignore_errors=True)
         guard = _find_callback(self, DivergenceGuard)
@@ -150,6 +160,17 @@ class GuardMixin:
 
             rotate_checkpoints(output_dir=final_root, save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+
+    def _point_best_at(self, final_root: str, staged: str) -> None:
+        # The Trainer looked for the best checkpoint under the staging dir while saving; the best one is (or, once
+        # this rename is done, will be) checkpoint-<best step> in the real dir. Fix the path in memory and in the
+        # staged trainer_state.json so load_best_model_at_end, rotation and --resume all find it.
+        best = self.state.best_global_step
+        if not (best and self.args.load_best_model_at_end):
+            return
+        self.state.best_model_checkpoint = os.path.join(final_root, f"checkpoint-{best}")
+        if self.args.should_save:
+            self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
 
 
 def resume_point(run: RunDir) -> Path | None:
@@ -197,8 +218,13 @@ def TuneforgeTrainer(*args, **kwargs):  # noqa: N802 - reads like a class at cal
 
 
 def callbacks(cfg: Config, run: RunDir) -> list:
+    extra = []
+    if cfg.train.early_stopping_patience:  # stage.validate allowed it: the trainer args select the best model
+        from transformers import EarlyStoppingCallback
+
+        extra.append(EarlyStoppingCallback(cfg.train.early_stopping_patience, cfg.train.early_stopping_threshold))
     return [MetricsCallback(run.metrics), RichProgressCallback(), DivergenceGuard(run, cfg.train.on_divergence),
-            NewPeakLR(), StopSignal(), *observers()]
+            NewPeakLR(), StopSignal(), *observers(), *extra]
 
 
 def fit(trainer, run: RunDir, resume: bool) -> dict:
@@ -224,7 +250,18 @@ def fit(trainer, run: RunDir, resume: bool) -> dict:
         saved = run.latest_checkpoint()
         raise TrainingInterrupted(f"stopped by {stop.name} at step {trainer.state.global_step}; saved {saved}",
                                   hint="add --resume to the same command to continue")
-    return dict(result.metrics)
+    return {**result.metrics, **best_checkpoint_metrics(trainer)}
+
+
+def best_checkpoint_metrics(trainer) -> dict:
+    """With load_best_model_at_end: which step the final model comes from, its score, and where training stopped."""
+    state, args = trainer.state, trainer.args
+    if not (args.load_best_model_at_end and state.best_global_step):
+        return {}
+    name = args.metric_for_best_model
+    name = name if name.startswith("eval_") else f"eval_{name}"
+    return {"best_step": state.best_global_step, f"best_{name}": state.best_metric,
+            "last_step": state.global_step, "stopped_early": state.global_step < state.max_steps}
 
 
 def save_final(model, tokenizer, run: RunDir, cfg: Config) -> Path:

@@ -18,35 +18,37 @@ from tuneforge.config.schema import Config
 from tuneforge.models.heads import embed, head_logits, make_head, save_head
 from tuneforge.models.load import load_model, load_tokenizer, resolve_model_path
 from tuneforge.runs import RunDir, atomic_dir
-from tuneforge.train.cls_common import build_data, report
+from tuneforge.train.cls_common import build_data, class_weights, report
 from tuneforge.train.plots import plot_metrics
 from tuneforge.train.task_common import max_input_len, print_summary
 
 
 def train_head(x: np.ndarray, y: np.ndarray, task, multi_label: bool, n_labels: int, seed: int,
-               log=None):
-    """Fit the head on embeddings; returns a torch module mapping embeddings → logits."""
+               log=None, weights: list[float] | None = None):
+    """Fit the head on embeddings; returns a torch module mapping embeddings → logits. `weights`: loss weight per
+    class (multi-label: pos_weight per label), see cls_common.class_weights."""
     import torch
 
     torch.manual_seed(seed)
     if task.head == "logreg":
-        return _logreg_head(x, y, task, multi_label, n_labels, seed)
+        return _logreg_head(x, y, task, multi_label, n_labels, seed, weights)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a few small matmuls per epoch: thread start-up costs more than it saves
     try:
-        return _fit_torch_head(x, y, task, multi_label, n_labels, log)
+        return _fit_torch_head(x, y, task, multi_label, n_labels, log, weights)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_torch_head(x, y, task, multi_label: bool, n_labels: int, log):
+def _fit_torch_head(x, y, task, multi_label: bool, n_labels: int, log, weights=None):
     import torch
 
     head = make_head(task.head, x.shape[1], n_labels, task.head_hidden)
     opt = torch.optim.AdamW(head.parameters(), lr=task.head_lr, weight_decay=task.head_weight_decay)
     xt = torch.from_numpy(x)
     yt = torch.from_numpy(y).float() if multi_label else torch.from_numpy(y).long()
-    loss_fn = torch.nn.BCEWithLogitsLoss() if multi_label else torch.nn.CrossEntropyLoss()
+    w = torch.tensor(weights, dtype=torch.float32) if weights else None
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=w) if multi_label else torch.nn.CrossEntropyLoss(weight=w)
     head.train()
     for epoch in range(task.head_epochs):  # full batch: embeddings of a few thousand samples fit in memory
         opt.zero_grad()
@@ -59,7 +61,7 @@ def _fit_torch_head(x, y, task, multi_label: bool, n_labels: int, log):
     return head
 
 
-def _logreg_head(x, y, task, multi_label: bool, n_labels: int, seed: int):
+def _logreg_head(x, y, task, multi_label: bool, n_labels: int, seed: int, weights=None):
     """scikit-learn logistic regression, copied into an equivalent torch Linear head."""
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -73,10 +75,13 @@ def _logreg_head(x, y, task, multi_label: bool, n_labels: int, seed: int):
             if col.min() == col.max():  # a label that is always/never on: constant logit
                 bias[j] = 10.0 if col[0] else -10.0
                 continue
-            lr = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, col)
+            cw = {0: 1.0, 1: weights[j]} if weights else None
+            lr = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=cw).fit(x, col)
             weight[j], bias[j] = lr.coef_[0], lr.intercept_[0]
     else:
-        lr = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
+        seen = set(y.tolist())
+        cw = {i: w for i, w in enumerate(weights) if i in seen} if weights else None
+        lr = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=cw).fit(x, y)
         classes = lr.classes_.astype(int)
         if len(classes) == 2:  # sklearn keeps one row for binary problems: logit(c1) - logit(c0)
             weight[classes[1]], bias[classes[1]] = lr.coef_[0], lr.intercept_[0]
@@ -97,6 +102,9 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
 
     tokenizer = load_tokenizer(cfg.model)
     data = build_data(cfg, run)
+    weights = class_weights(cfg, data)
+    if weights is not None:
+        run.record_resolved(**{"task.class_weights": dict(zip(data.label_map.names, weights))})
     run.write_env(cfg)
     backbone = load_model(cfg.model, auto_class=AutoModel, apply_adapter=True)
     max_len = max_input_len(cfg, tokenizer, backbone.config)
@@ -116,7 +124,8 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
         def log(epoch, loss):
             log_file.write(json.dumps({"step": epoch, "epoch": epoch, "loss": loss}) + "\n")
 
-        head = train_head(x_train, y_train, t, data.label_map.multi_label, len(data.label_map), cfg.train.seed, log)
+        head = train_head(x_train, y_train, t, data.label_map.multi_label, len(data.label_map), cfg.train.seed, log,
+                          weights)
     train_logits = head_logits(head, x_train)
     metrics: dict = {"embed_train_s": round(embed_s, 2), "head_train_s": round(time.time() - t0 - embed_s, 2),
                      "train_samples": len(data.train), "embedding_dim": int(x_train.shape[1])}

@@ -82,6 +82,8 @@ class QaStage(Stage):
     # bench/results/tasks.md (MiniLM-L6, SQuAD subset): full at the schema's 2e-4 -> F1 0.110; LoRA was measured
     # at 2e-3 only (0.055), as for cls where LoRA needs ~10x the full rate. To be re-measured (docs/compare.md).
     lr_defaults = {"lora": 2e-3}
+    # label smoothing is not offered: the span head computes its own start/end loss inside the model
+    recipe_keys = frozenset({"train.early_stopping_patience"})
 
     def check_data(self, cfg: Config) -> dict:
         """Questions (answerable / unanswerable), contexts, token windows per question."""
@@ -113,7 +115,7 @@ class QaStage(Stage):
         model = prepare_task_model(model, cfg, self.peft_task_type)
 
         trainer = TuneforgeTrainer(
-            model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
+            model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None, select=self.selection(cfg)),
             train_dataset=ListDataset(columns_to_rows(train_feats.inputs)), eval_dataset=eval_ds,
             processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=metrics_fn(cfg, data.eval, eval_feats) if eval_feats else None, callbacks=callbacks(cfg, run))

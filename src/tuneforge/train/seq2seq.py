@@ -16,7 +16,7 @@ from tuneforge.eval.metrics import bleu, chrf, rouge, ter
 from tuneforge.models.generate import Sampling, generate_text
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
-from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
+from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, make_trainer_class, save_final
 from tuneforge.train.stage import Stage
 from tuneforge.train.task_common import (ListDataset, load_task_model, max_input_len, prepare_task_model,
                                          print_summary, task_training_args)
@@ -52,6 +52,35 @@ def score(predictions: list[str], references: list[str]) -> dict:
             **rouge(predictions, refs), "n": len(predictions)}
 
 
+def metrics_fn(tokenizer, references: list[str]):
+    """compute_metrics on generated ids (periodic evaluation with predict_with_generate, for early stopping)."""
+    import numpy as np
+
+    def compute(p):
+        ids = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        ids = np.where(ids < 0, tokenizer.pad_token_id, ids)  # the eval loop pads generations with -100
+        preds = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return {k: v for k, v in score(preds, references[:len(preds)]).items() if k != "n"}
+
+    return compute
+
+
+def trainer_for(cfg: Config, run: RunDir, evals: list[Seq2SeqExample], tokenizer, stage: Stage, **kwargs):
+    """The plain guarded Trainer; with early stopping a Seq2SeqTrainer that generates at each evaluation, so the
+    best checkpoint is chosen by the main metric (bleu by default) and not by the teacher-forced loss."""
+    has_eval = bool(evals)
+    if not (cfg.train.early_stopping_patience and has_eval):
+        return TuneforgeTrainer(args=task_training_args(cfg, run, has_eval=has_eval), **kwargs)
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    t = cfg.task
+    args = task_training_args(cfg, run, has_eval=True, args_class=Seq2SeqTrainingArguments,
+                              select=stage.selection(cfg), predict_with_generate=True,
+                              generation_max_length=t.max_new_tokens + 1, generation_num_beams=t.num_beams)
+    return make_trainer_class(Seq2SeqTrainer)(
+        args=args, compute_metrics=metrics_fn(tokenizer, [e.target or "" for e in evals]), **kwargs)
+
+
 def build_model(cfg: Config, tokenizer) -> Any:
     from transformers import AutoModelForSeq2SeqLM
 
@@ -69,6 +98,8 @@ class Seq2SeqStage(Stage):
     description = "translation / summarization with an encoder-decoder (T5, BART, Marian...)"
     metrics = ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "rougeLsum")
     peft_task_type = "SEQ_2_SEQ_LM"
+    recipe_keys = frozenset({"train.label_smoothing", "train.early_stopping_patience"})  # smoothing: the Trainer's
+    lower_is_better = ("ter",)
 
     def check_data(self, cfg: Config) -> dict:
         """Counts and source / target token lengths (truncation counted)."""
@@ -98,8 +129,8 @@ class Seq2SeqStage(Stage):
         base = model
         model = prepare_task_model(model, cfg, self.peft_task_type)
 
-        trainer = TuneforgeTrainer(
-            model=model, args=task_training_args(cfg, run, has_eval=eval_ds is not None),
+        trainer = trainer_for(
+            cfg, run, evals, tokenizer, self, model=model,
             train_dataset=ListDataset(encode(train, tokenizer, max_len, t.max_target_len)), eval_dataset=eval_ds,
             processing_class=tokenizer, data_collator=DataCollatorForSeq2Seq(tokenizer, model=base, padding=True),
             callbacks=callbacks(cfg, run))

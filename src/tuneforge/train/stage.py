@@ -25,6 +25,10 @@ class Stage:
     peft_task_type: str = "CAUSAL_LM"  # tells peft which head to train and save next to a LoRA adapter
     # train.lr per method when the user sets none (docs/compare.md has the evidence); absent = the schema default
     lr_defaults: dict[str, float] = {}
+    # Recipe keys this stage honours (docs/tasks.md "Stronger recipes"); validate() refuses the others when set,
+    # so a key never silently does nothing.
+    recipe_keys: frozenset[str] = frozenset()
+    lower_is_better: tuple[str, ...] = ()  # metrics where smaller wins (e.g. ter); the rest: higher wins
 
     def validate(self, cfg: Config) -> None:
         """Cross-field checks that depend on the stage; one ConfigError line naming the key."""
@@ -34,6 +38,29 @@ class Stage:
         if cfg.task.metric != "auto" and cfg.task.metric not in self.metrics:
             raise ConfigError(f"task.metric: '{cfg.task.metric}' is not a metric of stage {self.name}",
                               hint=f"choose from {', '.join(self.metrics)}")
+        self._validate_recipe(cfg)
+
+    def _validate_recipe(self, cfg: Config) -> None:
+        t = cfg.train
+        asked = {"train.label_smoothing": t.label_smoothing > 0, "task.class_weights": cfg.task.class_weights != "none",
+                 "train.early_stopping_patience": t.early_stopping_patience > 0}
+        for key in (k for k, on in asked.items() if on and k not in self.recipe_keys):
+            honoured = sorted(self.recipe_keys)
+            raise ConfigError(f"{key} does not apply to stage {self.name} (method {cfg.method})",
+                              hint=f"here it supports {', '.join(honoured)}" if honoured else "remove it")
+        if t.early_stopping_patience:
+            if not cfg.data.eval and not cfg.data.eval_split:
+                raise ConfigError("train.early_stopping_patience needs eval data to watch",
+                                  hint="set data.eval, or data.eval_split to hold out part of the training data")
+            if t.eval_steps and t.save_steps and t.save_steps % t.eval_steps:
+                raise ConfigError(f"train.save_steps ({t.save_steps}) must be a multiple of train.eval_steps "
+                                  f"({t.eval_steps}) with early stopping (the best evaluation needs a checkpoint)",
+                                  hint=f"set train.save_steps={t.eval_steps} or leave it unset")
+
+    def selection(self, cfg: Config) -> tuple[str, bool]:
+        """(metric, greater_is_better) that early stopping watches and the best checkpoint is chosen by."""
+        metric = self.main_metric(cfg)
+        return metric, metric not in self.lower_is_better
 
     def main_metric(self, cfg: Config) -> str:
         """The metric this stage reports first and selects checkpoints by."""
