@@ -116,3 +116,28 @@ def test_seed_configs_and_summary(tmp_path):
                    {"seed": 3, "eval_accuracy": 1.0}])
     assert s["n"] == 3 and list(s["mean"]) == ["eval_accuracy"]
     assert math.isclose(s["mean"]["eval_accuracy"], 0.9) and math.isclose(s["std"]["eval_accuracy"], 0.1)
+
+
+@pytest.mark.parametrize("head", ["linear", "logreg"])
+def test_feature_heads_take_class_weights(head):
+    """method=features: the same weights reach the head's loss (torch) or class_weight (scikit-learn)."""
+    import numpy as np
+
+    from tuneforge.config.task import TaskConfig
+    from tuneforge.train.features import train_head
+
+    rng = np.random.default_rng(0)  # two overlapping blobs, 9:1
+    x = np.concatenate([rng.normal(0, 1, (270, 4)), rng.normal(1.0, 1, (30, 4))]).astype(np.float32)
+    y = np.array([0] * 270 + [1] * 30)
+    task = TaskConfig(head=head, head_epochs=200, head_lr=0.05)
+
+    def minority_recall(weights):
+        import torch
+
+        model = train_head(x, y, task, False, 2, 0, weights=weights)
+        with torch.no_grad():
+            pred = model(torch.from_numpy(x)).argmax(-1).numpy()
+        return (pred[y == 1] == 1).mean()
+
+    plain, weighted = minority_recall(None), minority_recall([300 / 540, 300 / 60])
+    assert weighted > plain + 0.3, (plain, weighted)
