@@ -124,6 +124,9 @@ class TrainConfig(Section):
     batch_tokens: int = Field(0, ge=0, description="Token budget per micro-batch instead of batch_size samples (0: off).")
     loss_chunk_size: int = Field(0, ge=0, description="Chunked output head + loss, N positions at a time (large vocabularies; 0: off).")
     compile: bool = Field(False, description="torch.compile the model.")
+    keep_sparsity: bool = Field(False, description="Weights of Linear layers that are exactly zero when training "
+                                "starts (an unstructured `tuneforge prune`) stay zero: recovery fine-tuning keeps "
+                                "the sparsity. Full / freeze methods.")
     report_to: list[str] = Field(default_factory=list, description="Trackers: tensorboard, mlflow, wandb.")
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config (LLaMA-Factory layout; \"auto\" values filled "
                                   "from this section). Set by `--launch-config F.json`; needs the deepspeed extra.")
@@ -180,6 +183,6 @@ class Config(Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
     demo_prompts: list[str] = Field(default_factory=list,
                                     description="Prompts answered before and after training (shows the change).")
-    distill: DistillConfig = Field(default_factory=DistillConfig)

@@ -23,6 +23,7 @@ from tuneforge.train.callbacks import MetricsCallback, RichProgressCallback
 from tuneforge.train.guards import DivergenceGuard, NewPeakLR, StopSignal, divergence_error
 from tuneforge.train.observers import observers
 from tuneforge.train.plots import plot_metrics
+from tuneforge.train.sparsity import KeepSparsity
 from tuneforge.train.tracking import tracking_args
 
 
@@ -223,6 +224,8 @@ def callbacks(cfg: Config, run: RunDir) -> list:
         from transformers import EarlyStoppingCallback
 
         extra.append(EarlyStoppingCallback(cfg.train.early_stopping_patience, cfg.train.early_stopping_threshold))
+    if cfg.train.keep_sparsity:  # recovery fine-tune after an unstructured prune: zeros stay zero
+        extra.append(KeepSparsity(run))
     return [MetricsCallback(run.metrics), RichProgressCallback(), DivergenceGuard(run, cfg.train.on_divergence),
             NewPeakLR(), StopSignal(), *observers(), *extra]
 
