@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "train"))
-from task_tiny_models import sentiment_rows, tiny_bert, tiny_t5, translation_rows, write_jsonl  # noqa: E402
+from task_tiny_models import qa_rows, sentiment_rows, tiny_bert, tiny_t5, translation_rows, write_jsonl  # noqa: E402
 
 from tuneforge.config.load import load_config  # noqa: E402
 from tuneforge.errors import ConfigError  # noqa: E402
@@ -120,14 +120,26 @@ def test_seeds_option_writes_one_row_per_seed_and_mean_std(tmp_path):
 
 def test_seq2seq_early_stopping_scores_generations_with_label_smoothing(tmp_path):
     tr = write_jsonl(tmp_path / "t.jsonl", translation_rows(160, 0))
-    ev = write_jsonl(tmp_path / "e.jsonl", translation_rows(12, 1))
+    ev = write_jsonl(tmp_path / "e.jsonl", translation_rows(8, 1))
     out = run_training(load_config(overrides=[
         "stage=seq2seq", "method=full", f"model.path={tiny_t5()}", f"data.train=[{tr}]", f"data.eval=[{ev}]",
         "task.source_lang=en", "task.target_lang=de", "task.max_new_tokens=8", "data.cutoff_len=16",
-        "train.lr=1e-2", "train.batch_size=16", "train.threads=1", "train.max_steps=20", "train.eval_steps=5",
+        "train.lr=1e-2", "train.batch_size=16", "train.threads=1", "train.max_steps=10", "train.eval_steps=5",
         "train.early_stopping_patience=1", "train.label_smoothing=0.1", "output.plot=false",
         f"output.dir={tmp_path}", "output.name=s2s"]))
     evals = [json.loads(x) for x in Path(out["run_dir"], "metrics.jsonl").read_text().splitlines()]
     bleu_steps = [r["step"] for r in evals if "eval_bleu" in r]  # periodic evaluation generated and scored
     assert bleu_steps and bleu_steps[0] == 5
     assert out["best_step"] in bleu_steps and "best_eval_bleu" in out
+
+
+def test_qa_early_stopping_selects_by_f1(tmp_path):
+    tr = write_jsonl(tmp_path / "t.jsonl", qa_rows(120, 0))
+    ev = write_jsonl(tmp_path / "e.jsonl", qa_rows(30, 1))
+    out = run_training(load_config(overrides=[
+        "stage=qa", "method=full", f"model.path={tiny_bert()}", f"data.train=[{tr}]", f"data.eval=[{ev}]",
+        "data.cutoff_len=48", "task.doc_stride=8", "train.lr=5e-3", "train.batch_size=16", "train.threads=1",
+        "train.max_steps=80", "train.eval_steps=8", "train.early_stopping_patience=2", "output.plot=false",
+        f"output.dir={tmp_path}", "output.name=qa"]))
+    assert out["stopped_early"] and out["last_step"] - out["best_step"] == 2 * 8
+    assert out["eval_f1"] == out["best_eval_f1"] >= 0.9  # learned, and the saved model is the best one

@@ -82,7 +82,7 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
 
     shown = "  ".join(f"{k} {summary['mean'][k]:.4f} ± {summary['std'][k]:.4f}" for k in summary["mean"]
-                      if k.startswith("eval_"))
+                      if k.startswith("eval_") and k != "eval_n")
     Console().print(f"[bold]{summary['n']} seeds[/] {shown}")
 
 
