@@ -61,8 +61,8 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def row(seed: int, run_dir: str, results: dict) -> dict:
-    kept = {k: v for k, v in results.items() if (k.startswith("eval_") or k.startswith("best_eval_") or
-                                                   k in SUMMARY_KEYS) and _is_number(v)}
+    kept = {k: v for k, v in results.items()
+            if (k.startswith(("eval_", "best_eval_")) or k in SUMMARY_KEYS) and _is_number(v)}
     return {"seed": seed, "run_dir": run_dir, **kept}
 
 
