@@ -68,7 +68,9 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
         args=task_training_args(cfg, run, has_eval=eval_ds is not None, select=stage.selection(cfg),
                                 label_smoothing_factor=0.0),
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_loss_func=loss_fn(weights, cfg.train.label_smoothing, data.label_map.multi_label),
+        # only when asked: the default stays the model's own loss (bit-identical to a plain Trainer run)
+        compute_loss_func=loss_fn(weights, cfg.train.label_smoothing, data.label_map.multi_label)
+        if weights is not None or cfg.train.label_smoothing else None,
         compute_metrics=metrics_fn(data.label_map, cfg.task.multi_label_threshold, stage.main_metric(cfg)),
         callbacks=callbacks(cfg, run))
     metrics = fit(trainer, run, resume)
