@@ -157,3 +157,24 @@ def test_qa_early_stopping_selects_by_f1(tmp_path):
         f"output.dir={tmp_path}", "output.name=qa"]))
     assert out["stopped_early"] and out["last_step"] - out["best_step"] == 2 * 8
     assert out["eval_f1"] == out["best_eval_f1"] >= 0.9  # learned, and the saved model is the best one
+
+
+def test_group_by_length_keeps_evaluation_in_data_order(tmp_path):
+    """transformers also length-groups (and shuffles) evaluation batches under group_by_length; predictions.jsonl
+    and the reported accuracy pair outputs with examples by position, so evaluation must stay in order."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tr = write_jsonl(tmp_path / "t.jsonl", sentiment_rows(64, 0))
+    ev = write_jsonl(tmp_path / "e.jsonl", sentiment_rows(40, 1))  # 3-9 words: batches of mixed length
+    out = run_training(load_config(overrides=cls_overrides(
+        tmp_path, tr, ev, "output.name=gbl", "train.max_steps=6", "train.group_by_length=true")))
+    run = Path(out["run_dir"])
+    recs = [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in recs] == list(range(1, 41))
+    model = AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
+    tok = AutoTokenizer.from_pretrained(run / "model")
+    with torch.no_grad():
+        probs = torch.cat([model(**tok([r["text"]], return_tensors="pt")).logits.softmax(-1) for r in recs])
+    recorded = torch.tensor([[r["probs"]["negative"], r["probs"]["positive"]] for r in recs])
+    assert torch.allclose(probs, recorded, atol=2e-5)  # each record holds the prediction for its own text

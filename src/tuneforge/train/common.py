@@ -132,6 +132,17 @@ class GuardMixin:
             raise divergence_error(run, f"non-finite loss ({float(loss)}) at step {step}", bad)
         return loss
 
+    def _get_eval_sampler(self, eval_dataset):
+        # Private Trainer API, overridden on purpose: with train_sampling_strategy=group_by_length transformers also
+        # groups *evaluation* batches by length, in a shuffled order, so predict() returns rows out of dataset
+        # order. Our reports (cls predictions.jsonl / accuracy, QA span decoding) pair outputs with examples by
+        # position: evaluation stays in order. tests/unit/train/test_upstream_hooks.py watches the signature.
+        if self.args.train_sampling_strategy != "group_by_length" or eval_dataset is None:
+            return super()._get_eval_sampler(eval_dataset)
+        from torch.utils.data import SequentialSampler
+
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None  # None: accelerate shards
+
     def _save_checkpoint(self, model, trial):
         # Private Trainer API, overridden on purpose: the Trainer writes checkpoint-N/ in place, so a kill mid-save
         # leaves a directory that looks complete and `--resume` would load half a state. We point it at a staging

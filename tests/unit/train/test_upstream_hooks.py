@@ -1,4 +1,4 @@
-"""The two private upstream APIs we override must still exist with the shape we rely on.
+"""The private upstream APIs we override must still exist with the shape we rely on.
 
 If one of these fails after a transformers / peft upgrade, read the comment at the override
 (train/common.py GuardMixin._save_checkpoint, models/lora_fast.py register_fast_lora) before changing anything.
@@ -17,6 +17,13 @@ def test_trainer_save_checkpoint_keeps_its_signature():
     assert hasattr(Trainer, "_save_checkpoint"), "transformers.Trainer._save_checkpoint is gone: atomic checkpoints"
     params = list(inspect.signature(Trainer._save_checkpoint).parameters)
     assert params[:3] == ["self", "model", "trial"], params
+
+
+def test_trainer_eval_sampler_keeps_its_signature():
+    from transformers import Trainer
+
+    assert hasattr(Trainer, "_get_eval_sampler"), "transformers.Trainer._get_eval_sampler is gone: eval order"
+    assert list(inspect.signature(Trainer._get_eval_sampler).parameters) == ["self", "eval_dataset"]
 
 
 def test_peft_custom_module_dispatch_still_reaches_our_layer():
