@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--steps", default="hf,gguf_f32,gguf_q8_0,int8,prune")
     ap.add_argument("--eval-limit", type=int, default=100, help="0: no OpenBookQA/MMLU before/after int8")
     ap.add_argument("--texts", type=int, default=30, help="held-out wiki texts (<= 128 tokens each) for the checks")
+    ap.add_argument("--run", default=None, help="a trained SmolLM2 LoRA run dir to export (e.g. the README demo's); "
+                    "default: a random rank-8 adapter on every projection, a harsher merge test than training gives")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -43,7 +45,9 @@ def main() -> None:
         mc = ModelConfig(path="builtin:smollm2", dtype="float32")
         load_model(mc).save_pretrained(base)
         load_tokenizer(mc).save_pretrained(base)
-    run = work / "runs" / "smollm2-lora"
+    run = Path(args.run) if args.run else work / "runs" / "smollm2-lora"
+    if args.run and not (run / "adapter").is_dir():
+        raise SystemExit(f"--run {run}: no adapter/ in it (a LoRA run dir is expected)")
     if not (run / "adapter").exists():
         lora_run(work / "runs", str(base), "smollm2-lora", seed=0, template="auto", rank=8)
     wiki_rows = (Path(args.data) / "wiki_demo_text" / "wiki_demo.jsonl").read_text(encoding="utf-8").splitlines()
