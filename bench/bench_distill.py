@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--student-layers", type=int, default=3)
     ap.add_argument("--kd-steps", type=int, default=-1, help="-1: one epoch")
     ap.add_argument("--recovery-steps", type=int, default=100)
+    ap.add_argument("--recovery", default="keep,dense", help="recovery runs: keep (train.keep_sparsity), dense")
     ap.add_argument("--work", default="/tmp/distill-bench")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -124,7 +125,7 @@ def main() -> None:
                sparsity=linear_sparsity(teacher_model))
         record(part="prune", step="pruned, no recovery", accuracy=accuracy(pruned, val),
                sparsity=linear_sparsity(pruned))
-        for keep in (True, False):
+        for keep in [mode == "keep" for mode in args.recovery.split(",")]:
             name = f"recover-{'keep' if keep else 'dense'}"
             out, cpu, wall = train(["stage=cls", "method=full", f"model.path={pruned}", "train.lr=5e-5",
                                     f"train.max_steps={args.recovery_steps}", f"train.keep_sparsity={keep}",
