@@ -22,7 +22,12 @@ from tuneforge.data.collate import make_collator
 from tuneforge.errors import ConfigError, ModelLoadError
 from tuneforge.models.adapters import count_parameters
 from tuneforge.models.depth import keep_layers
-from tuneforge.models.load import check_model_source, grow_vocab, load_model, load_tokenizer, resolve_model_path
+from tuneforge.models.load import (
+    check_model_source,
+    load_model,
+    load_tokenizer,
+    resolve_model_path,
+)
 from tuneforge.models.registry import get_layers
 from tuneforge.runs import RunDir, is_run_dir
 from tuneforge.train import cls, pt, sft
@@ -30,7 +35,12 @@ from tuneforge.train.cls_common import build_data, metrics_fn, predict_labels, r
 from tuneforge.train.common import callbacks, fit, save_final, training_args
 from tuneforge.train.distill_kd import KDSettings, kd_trainer, token_loss_sums
 from tuneforge.train.stage import Stage
-from tuneforge.train.task_common import ListDataset, max_input_len, prepare_task_model, print_summary
+from tuneforge.train.task_common import (
+    ListDataset,
+    max_input_len,
+    prepare_task_model,
+    print_summary,
+)
 
 
 @dataclass(frozen=True)

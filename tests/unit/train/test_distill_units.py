@@ -10,7 +10,12 @@ from tuneforge.config.load import load_config
 from tuneforge.errors import ConfigError, ModelLoadError
 from tuneforge.models.depth import evenly_spaced, keep_layers
 from tuneforge.train.distill import check_labels, open_teacher
-from tuneforge.train.distill_kd import KDSettings, classification_loss, kd_divergence, token_loss_sums
+from tuneforge.train.distill_kd import (
+    KDSettings,
+    classification_loss,
+    kd_divergence,
+    token_loss_sums,
+)
 from tuneforge.train.stages import get_stage
 
 
