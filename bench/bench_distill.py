@@ -26,22 +26,32 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src")]
 
 
-def accuracy(model_dir: Path, rows: list[dict]) -> float:
+def predictions(model_dir: Path, rows: list[dict]) -> list[str]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
-    names = model.config.id2label
-    right = 0
+    out = []
     with torch.inference_mode():
         for i in range(0, len(rows), 64):
-            batch = rows[i:i + 64]
-            enc = tok([r["sentence"] for r in batch], padding=True, truncation=True, max_length=128,
+            enc = tok([r["sentence"] for r in rows[i:i + 64]], padding=True, truncation=True, max_length=128,
                       return_tensors="pt")
-            pred = model(**enc).logits.argmax(-1).tolist()
-            right += sum(names[p] == r["label_text"] for p, r in zip(pred, batch))
-    return right / len(rows)
+            out += [model.config.id2label[p] for p in model(**enc).logits.argmax(-1).tolist()]
+    return out
+
+
+def accuracy(model_dir: Path, rows: list[dict]) -> float:
+    return sum(p == r["label_text"] for p, r in zip(predictions(model_dir, rows), rows)) / len(rows)
+
+
+def score(run_dirs: list[str], teacher: Path, rows: list[dict]) -> None:
+    """Accuracy and agreement with the teacher's predictions of finished runs (`--score RUN ...`)."""
+    ref = predictions(teacher, rows)
+    for run in run_dirs:
+        pred = predictions(Path(run) / "model", rows)
+        print(json.dumps({"run_dir": run, "accuracy": sum(p == r["label_text"] for p, r in zip(pred, rows)) / len(rows),
+                          "teacher_agreement": sum(p == t for p, t in zip(pred, ref)) / len(rows)}), flush=True)
 
 
 def linear_sparsity(model_dir: Path) -> float:
@@ -78,6 +88,7 @@ def main() -> None:
     ap.add_argument("--recovery-steps", type=int, default=100)
     ap.add_argument("--recovery", default="keep,dense", help="recovery runs: keep (train.keep_sparsity), dense")
     ap.add_argument("--work", default="/tmp/distill-bench")
+    ap.add_argument("--score", nargs="*", help="only score these finished run dirs (accuracy, teacher agreement)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = Path(args.work)
@@ -85,6 +96,8 @@ def main() -> None:
     train_file, val_file = data / "train.jsonl", data / "validation.jsonl"
     val = [json.loads(x) for x in val_file.read_text().splitlines() if x.strip()]
     teacher_model = Path(args.teacher) / "model"
+    if args.score:
+        return score(args.score, teacher_model, val)
     common = [f"data.train=[{train_file}]", f"data.eval=[{val_file}]", "data.cutoff_len=128",
               "task.text_column=sentence", "train.batch_size=32", "train.scheduler=linear", "train.warmup_ratio=0.1",
               "train.weight_decay=0.01", "train.threads=1", "train.logging_steps=10", f"output.dir={work}",
