@@ -142,7 +142,7 @@ def main() -> None:
                          "avoids OpenMP threads spinning for a descheduled partner; the same value goes to the peer.")
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
     args = ap.parse_args()
-    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    ints = lambda s: [int(x) for x in s.split(",") if x and int(x) > 0]  # noqa: E731  ("0": none)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out)
     logs = out / f"bench_serve-{stamp}-logs"
