@@ -73,6 +73,14 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
         if weights is not None or cfg.train.label_smoothing else None,
         compute_metrics=metrics_fn(data.label_map, cfg.task.multi_label_threshold, stage.main_metric(cfg)),
         callbacks=callbacks(cfg, run))
+    metrics = fit_save_report(trainer, tokenizer, run, cfg, data, eval_ds, resume)
+    if eval_ds is not None:
+        print_summary("cls", metrics, ("eval_accuracy", "eval_f1_macro", "eval_f1_micro"))
+    return metrics
+
+
+def fit_save_report(trainer, tokenizer, run: RunDir, cfg: Config, data, eval_ds, resume: bool) -> dict:
+    """Train, save the model with its label map, and report on the eval split (also used by stage: distill)."""
     metrics = fit(trainer, run, resume)
     saved = save_final(trainer.model, tokenizer, run, cfg)
     run.write_json(f"{saved.name}/label_map.json", data.label_map.to_json())
@@ -81,7 +89,6 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
         logits = trainer.predict(eval_ds).predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
         metrics.update(report(cfg, run, data.eval, logits, data.label_map))
-        print_summary("cls", metrics, ("eval_accuracy", "eval_f1_macro", "eval_f1_micro"))
     return metrics
 
 

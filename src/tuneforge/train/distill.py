@@ -31,7 +31,7 @@ from tuneforge.models.load import (
 from tuneforge.models.registry import get_layers
 from tuneforge.runs import RunDir, is_run_dir
 from tuneforge.train import cls, pt, sft
-from tuneforge.train.cls_common import build_data, metrics_fn, predict_labels, report
+from tuneforge.train.cls_common import build_data, metrics_fn, predict_labels
 from tuneforge.train.common import callbacks, fit, save_final, training_args
 from tuneforge.train.distill_kd import KDSettings, kd_trainer, token_loss_sums
 from tuneforge.train.stage import Stage
@@ -170,14 +170,8 @@ def distill_classifier(cfg: Config, run: RunDir, resume: bool, teacher: Teacher)
         train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer, data_collator=collator,
         compute_metrics=metrics_fn(data.label_map, cfg.task.multi_label_threshold), callbacks=callbacks(cfg, run),
         teacher=teacher_model, kd=kd)
-    metrics = fit(trainer, run, resume)
-    saved = save_final(trainer.model, tokenizer, run, cfg)
-    run.write_json(f"{saved.name}/label_map.json", data.label_map.to_json())
-    run.write_json("label_map.json", data.label_map.to_json())
+    metrics = cls.fit_save_report(trainer, tokenizer, run, cfg, data, eval_ds, resume)
     if eval_ds is not None:
-        logits = trainer.predict(eval_ds).predictions
-        metrics.update(report(cfg, run, data.eval, logits[0] if isinstance(logits, tuple) else logits,
-                              data.label_map))
         preds, _ = predict_labels(_logits(teacher_model, eval_ds.rows, collator), data.label_map,
                                   cfg.task.multi_label_threshold)
         truth = [data.label_map.encode(e) for e in data.eval]  # exact match for multi-label rows
