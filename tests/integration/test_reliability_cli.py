@@ -85,3 +85,18 @@ def test_eval_output_dir_has_one_writer(tmp_path, tiny_llama):
         holder.kill()
         holder.wait()
     assert not (out / "results.json").exists()
+
+
+def test_a_config_error_is_reported_before_the_training_stack_is_imported(tmp_path):
+    """`tuneforge train bad.yaml` must answer without importing transformers / peft (seconds of start-up)."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: sft\ntrain:\n  lr: abc\n")
+    code = ("import sys; from typer.testing import CliRunner; from tuneforge.cli import app; "
+            f"r = CliRunner().invoke(app, ['train', {str(bad)!r}]); "
+            "print(r.exit_code, 'transformers' in sys.modules, 'peft' in sys.modules); print(r.output)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == "2 False False", out
+    assert "train.lr" in out

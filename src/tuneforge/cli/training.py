@@ -28,6 +28,11 @@ def train(
     if seeds is not None and (nproc > 1 or launch_config):
         raise typer.BadParameter("--seeds runs the seeds one after another in one process; drop --nproc / "
                                  "--launch-config")
+    from tuneforge.config import load_config
+
+    # Schema errors in < 1 s: the training modules import transformers / peft / trl (seconds) before they
+    # would get to validating the config.
+    guarded(load_config, config, overrides or [])
     if (nproc > 1 or launch_config) and not dry_run:  # a dry run sizes one process; no launcher needed
         from tuneforge.train.launch import launch_training
 
