@@ -133,6 +133,10 @@ def resolve_relative_paths(cfg: Config, config_dir: Path) -> None:
         return str(cand.resolve()) if cand.exists() else p
 
     cfg.model.path = fix(cfg.model.path) or cfg.model.path
+    cfg.model.adapter = fix(cfg.model.adapter)
+    cfg.model.tokenizer = fix(cfg.model.tokenizer)
+    cfg.distill.teacher = fix(cfg.distill.teacher)
+    cfg.align.rewards = [_fix_reward(r, fix) for r in cfg.align.rewards]
     cfg.data.dataset_dir = fix(cfg.data.dataset_dir)
     for spec in [*cfg.data.train, *cfg.data.eval]:
         spec.path = fix(spec.path) or spec.path
@@ -141,6 +145,16 @@ def resolve_relative_paths(cfg: Config, config_dir: Path) -> None:
         task.file = fix(task.file) or task.file
         if getattr(task, "fewshot_file", None):
             task.fewshot_file = fix(task.fewshot_file)
+
+
+def _fix_reward(spec: str, fix) -> str:
+    """`rm:<run dir>` and `path/file.py:function` rewards name files; built-ins and module:function do not."""
+    if spec.startswith("rm:"):
+        return "rm:" + (fix(spec[3:]) or spec[3:])
+    path, sep, func = spec.rpartition(":")
+    if sep and path.endswith(".py"):
+        return f"{fix(path) or path}:{func}"
+    return spec
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

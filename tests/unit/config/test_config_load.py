@@ -111,3 +111,15 @@ def test_one_alias_table_for_yaml_and_overrides(tmp_path):
     f.write_text("train:\n  learning_rate: 0.001\n  lr: 0.002\n")
     with pytest.raises(ConfigError, match="both 'train.learning_rate' and 'train.lr'"):
         load_config(f)
+
+
+def test_teacher_adapter_and_reward_files_resolve_next_to_config(tmp_path, monkeypatch):
+    for d in ("teacher", "rm_run", "ad"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "r.py").write_text("def f(**kw):\n    return []\n")
+    p = write(tmp_path, "model:\n  adapter: ad\ndistill:\n  teacher: teacher\n"
+                        "align:\n  rewards: [exact_number, 'rm:rm_run', 'r.py:f', 'pkg.mod:fn']\n")
+    monkeypatch.chdir("/")
+    cfg = load_config(p)
+    assert cfg.distill.teacher == str(tmp_path / "teacher") and cfg.model.adapter == str(tmp_path / "ad")
+    assert cfg.align.rewards == ["exact_number", f"rm:{tmp_path / 'rm_run'}", f"{tmp_path / 'r.py'}:f", "pkg.mod:fn"]
