@@ -52,6 +52,10 @@ class Stage:
             if not cfg.data.eval and not cfg.data.eval_split:
                 raise ConfigError("train.early_stopping_patience needs eval data to watch",
                                   hint="set data.eval, or data.eval_split to hold out part of the training data")
+            if t.save_steps and not t.eval_steps:
+                raise ConfigError(f"train.save_steps ({t.save_steps}) with early stopping needs train.eval_steps: "
+                                  "without it evaluations and checkpoints both happen once per epoch",
+                                  hint=f"set train.eval_steps={t.save_steps} (or a divisor of it)")
             if t.eval_steps and t.save_steps and t.save_steps % t.eval_steps:
                 raise ConfigError(f"train.save_steps ({t.save_steps}) must be a multiple of train.eval_steps "
                                   f"({t.eval_steps}) with early stopping (the best evaluation needs a checkpoint)",

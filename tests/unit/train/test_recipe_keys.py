@@ -25,6 +25,8 @@ from tuneforge.train.stages import get_stage, load_training_config
     (["stage=cls", "method=features", "train.label_smoothing=0.1"], "train.label_smoothing"),
     (["stage=cls", "train.early_stopping_patience=2", "data.eval_split=0.2", "train.eval_steps=5",
       "train.save_steps=7"], "train.save_steps"),
+    (["stage=cls", "train.early_stopping_patience=2", "data.eval_split=0.2", "train.save_steps=7"],
+     "needs train.eval_steps"),
     (["task.class_weights=[1, 0]"], "task.class_weights"),
     (["train.label_smoothing=1.5"], "train.label_smoothing"),
 ])
