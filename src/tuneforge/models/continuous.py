@@ -111,9 +111,10 @@ def generate_continuous(model: Any, prompts: Sequence[Sequence[int]], *, pad_id:
     while waiting or rows:
         if waiting and len(rows) < batch_size:
             new = [waiting.popleft() for _ in range(min(batch_size - len(rows), len(waiting)))]
-            batch.join([prompts[i] for i in new], [batch.active_adapter] * len(new), prefix=prefix)
-            if not batch.can_join_running:
-                return None
+            for i in new:  # one prompt per prefill: no padding columns to compute, no mask (flash attention)
+                batch.join([prompts[i]], [batch.active_adapter], prefix=prefix)
+                if not batch.can_join_running:
+                    return None
             if not sampling.greedy and sampling.seed is not None:
                 for i in new:
                     gens[i] = torch.Generator(device=batch.logits.device).manual_seed(sampling.seed + i)

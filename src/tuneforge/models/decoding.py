@@ -11,6 +11,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from tuneforge.models.kv_cache import is_plain, new_cache
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -96,11 +98,10 @@ class DecodeBatch:
     def prefill_prefix(self, ids: Sequence[int]) -> Prefix | None:
         """The KV cache of one shared prompt head (None when this model's cache cannot be reused: see class doc)."""
         import torch
-        from transformers import DynamicCache
 
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.model.device)
-        cache, _ = self._forward(x, torch.ones_like(x), DynamicCache(config=self.model.config), [self._active])
-        if not _mergeable(cache) or any(lay.keys.shape[-2] != len(ids) for lay in cache.layers):
+        cache, _ = self._forward(x, torch.ones_like(x), new_cache(self.model.config), [self._active])
+        if not is_plain(cache) or any(lay.keys.shape[-2] != len(ids) for lay in cache.layers):
             return None
         return Prefix(tuple(ids), [(lay.keys, lay.values) for lay in cache.layers])
 
@@ -112,13 +113,12 @@ class DecodeBatch:
         computed, over a copy of the prefix's cache: row = [prefix][left padding][suffix]. The padding columns are
         masked and positions come from the mask, so each row sees exactly the positions of a full forward."""
         import torch
-        from transformers import DynamicCache
 
         adapters = list(adapters) if adapters is not None else [None] * len(prompts)
         device = self.model.device
         if prefix is None:
             ids, mask = pad_rows(list(prompts), self.pad_id, left=True)
-            start = DynamicCache(config=self.model.config)
+            start = new_cache(self.model.config)
         else:
             n = len(prefix.ids)
             if any(tuple(p[:n]) != prefix.ids or len(p) <= n for p in prompts) or set(adapters) != {self._active}:
@@ -126,13 +126,13 @@ class DecodeBatch:
             ids, mask = pad_rows([p[n:] for p in prompts], self.pad_id, left=True)
             mask = torch.cat([torch.ones((len(prompts), n), dtype=mask.dtype), mask], dim=1)
             rows = len(prompts)
-            start = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
-                                                 for k, v in prefix.layers], config=self.model.config)
+            start = new_cache(self.model.config, [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+                                                  for k, v in prefix.layers])
         ids, mask = ids.to(device), mask.to(device)
         cache, logits = self._forward(ids, mask, start, adapters)
         if self.cache is None:
             self.cache, self.mask, self.logits, self.adapters = cache, mask, logits, adapters
-            self.can_join_running = _mergeable(cache)
+            self.can_join_running = is_plain(cache)
             return
         if not self.can_join_running:
             raise RuntimeError("this model's cache cannot take new rows while others decode")
@@ -141,7 +141,7 @@ class DecodeBatch:
         for old, new in zip(self.cache.layers, cache.layers):
             layers.append((torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
                            torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)])))
-        self.cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        self.cache = new_cache(self.model.config, layers)
         self.mask = torch.cat([_left_pad(self.mask, width, dim=1), _left_pad(mask, width, dim=1)])
         self.logits = torch.cat([self.logits, logits])
         self.adapters += adapters
@@ -157,7 +157,6 @@ class DecodeBatch:
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only `rows` (indices into the current rows, in the new order), and trim all-padding columns."""
         import torch
-        from transformers import DynamicCache
 
         if len(rows) == len(self.adapters) and list(rows) == list(range(len(rows))):
             return
@@ -170,18 +169,13 @@ class DecodeBatch:
         self.mask, self.logits = self.mask[index], self.logits[index]
         self.adapters = [self.adapters[r] for r in rows]
         first = int(self.mask.any(0).float().argmax())  # leading columns that no remaining row uses
-        if first and self.can_join_running:  # DynamicCache has no left crop: rebuild it from the kept columns
-            layers = [(lay.keys[:, :, first:], lay.values[:, :, first:]) for lay in self.cache.layers]
-            self.cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        if first and self.can_join_running:
+            for lay in self.cache.layers:
+                if hasattr(lay, "trim_left"):  # kv_cache.GrowingLayer: a view, no copy
+                    lay.trim_left(first)
+                else:
+                    lay.keys, lay.values = lay.keys[:, :, first:], lay.values[:, :, first:]
             self.mask = self.mask[:, first:]
-
-
-def _mergeable(cache: Any) -> bool:
-    from transformers.cache_utils import DynamicLayer
-
-    layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(lay) is DynamicLayer and getattr(lay, "keys", None) is not None
-                                for lay in layers)
 
 
 def _left_pad(t: Any, width: int, dim: int = 2) -> Any:
