@@ -87,12 +87,46 @@ def all_logits(model, rows: Sequence[Sequence[int]]) -> list[Any]:
         return [model(input_ids=torch.tensor([r], device=device)).logits[0].float().cpu() for r in rows]
 
 
+def exact_logits(model, rows: Sequence[Sequence[int]]) -> list[Any] | None:
+    """float64 logits of a float64 copy of `model` (same weights, exact arithmetic to ~1e-15), or None when two
+    float64 copies would not fit comfortably in free memory. Used to separate what a merge changes from float32's
+    own rounding: through 30 layers, float32 forwards of one model in two algebraically equal forms (x@W + x@A@B
+    vs x@(W+BA)) differ by ~1e-4 on SmolLM2's logits even when the weights agree to the last bit that matters."""
+    import copy
+
+    import torch
+
+    need = 8 * sum(p.numel() for p in model.parameters())
+    if need > 0.3 * _free_memory_bytes():
+        return None
+    twin = copy.deepcopy(model).to(torch.float64)
+    try:
+        with torch.inference_mode():
+            device = next(twin.parameters()).device
+            return [twin(input_ids=torch.tensor([r], device=device)).logits[0].cpu() for r in rows]
+    finally:
+        del twin
+
+
+def _free_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux); elsewhere the physical memory size."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def max_abs_diff(a: Sequence[Any], b: Sequence[Any]) -> float:
     """Largest absolute difference between two lists of logits (vocab padding rows of either side ignored)."""
     worst = 0.0
     for x, y in zip(a, b):
         v = min(x.shape[-1], y.shape[-1])
-        worst = max(worst, float((x[..., :v] - y[..., :v]).abs().max()))
+        worst = max(worst, float((x[..., :v].double() - y[..., :v].double()).abs().max()))
     return worst
 
 
