@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from tuneforge.models.kv_cache import is_plain, new_cache
+from tuneforge.models.kv_cache import is_plain, merge_rows, new_cache
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,7 @@ class DecodeBatch:
         if not self.can_join_running:
             raise RuntimeError("this model's cache cannot take new rows while others decode")
         width = max(self.mask.shape[1], mask.shape[1])
-        layers = []
-        for old, new in zip(self.cache.layers, cache.layers):
-            layers.append((torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
-                           torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)])))
-        self.cache = new_cache(self.model.config, layers)
+        self.cache = merge_rows(self.model.config, [self.cache, cache], width)
         self.mask = torch.cat([_left_pad(self.mask, width, dim=1), _left_pad(mask, width, dim=1)])
         self.logits = torch.cat([self.logits, logits])
         self.adapters += adapters

@@ -9,7 +9,7 @@ same tensors a `DynamicLayer` would hold, so outputs do not change.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 SPARE = 64  # extra columns per reallocation, on top of half the current length
 
@@ -58,6 +58,12 @@ def _layer_class():
             else:
                 super().batch_select_indices(indices)
 
+        def adopt(self, kbuf, vbuf, length: int) -> None:
+            """Hold `length` columns of these buffers (the rest is room to append)."""
+            self.device, self.is_initialized = kbuf.device, True
+            self._kbuf, self._vbuf = kbuf, vbuf
+            self.keys, self.values = kbuf[:, :, :length], vbuf[:, :, :length]
+
         def trim_left(self, columns: int) -> None:
             """Drop the first `columns` positions (all padding) without copying."""
             if columns <= 0 or self.get_seq_length() == 0:
@@ -97,6 +103,32 @@ def new_cache(config: Any, data: Any = None) -> Any:
         for lay, (k, v) in zip(cache.layers, data):
             lay.update(k, v)
     return cache
+
+
+def merge_rows(config: Any, caches: Sequence[Any], width: int) -> Any:
+    """One cache holding the rows of `caches` in order, each right-aligned to `width` columns (the columns on
+    its left are zeros, which the caller masks). One copy of each row into a buffer with room to append."""
+    out = new_cache(config)
+    for li, lay in enumerate(out.layers):
+        parts = [c.layers[li] for c in caches]
+        bufs = []
+        for name in ("keys", "values"):
+            first = getattr(parts[0], name)
+            rows = sum(getattr(p, name).shape[0] for p in parts)
+            buf = first.new_empty((rows, first.shape[1], width + width // 2 + SPARE, first.shape[-1]))
+            r = 0
+            for p in parts:
+                t = getattr(p, name)
+                n, length = t.shape[0], t.shape[-2]
+                buf[r: r + n, :, : width - length].zero_()
+                buf[r: r + n, :, width - length: width].copy_(t)
+                r += n
+            bufs.append(buf)
+        if hasattr(lay, "adopt"):
+            lay.adopt(bufs[0], bufs[1], width)
+        else:  # a layer type this module did not make: hand it the rows the ordinary way
+            lay.update(bufs[0][:, :, :width], bufs[1][:, :, :width])
+    return out
 
 
 def is_plain(cache: Any) -> bool:
