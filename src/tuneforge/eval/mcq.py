@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -27,7 +28,9 @@ from tuneforge.models.registry import base_model
 log = logging.getLogger(__name__)
 
 _DEFAULT_MAX_LENGTH = 2048
-_PROBE_TOKENS = 48  # context tokens used by the one-off shared-vs-separate check
+_PROBE_TOKENS = 24  # context tokens used by the one-off shared-vs-separate check
+# model -> (scoring mode, prefix reuse works: True / False / None = not checked)
+_VERDICTS: "weakref.WeakKeyDictionary[Any, tuple[str, bool | None]]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -113,7 +116,15 @@ class McqScorer:
 
         encoded = [self.encode(s.context, [delimiter + c for c in s.choices]) for s in samples]
         if self.mode == "auto":
-            self.mode = self._check_shared(encoded)
+            # how a model treats custom masks and cached prefixes is a property of the model, not of the task:
+            # check once per model object, not once per task (the probe is a few forwards)
+            verdict = _VERDICTS.get(self.model)
+            if verdict is None or (self.prefix_cache and verdict[1] is None):
+                asked = self.prefix_cache
+                self.mode = self._check_shared(encoded)
+                _VERDICTS[self.model] = (self.mode, self.prefix_cache if asked else None)
+            else:
+                self.mode, self.prefix_cache = verdict[0], self.prefix_cache and bool(verdict[1])
         lls: list[list[float] | None] = [None] * len(samples)
         greedy: list[list[bool] | None] = [None] * len(samples)
         done = 0
@@ -258,11 +269,11 @@ class McqScorer:
         score without prefix reuse if the cached-prefix path disagrees (a cache layout we don't handle)."""
         import torch
 
-        probe = [e for e in encoded if len(e.continuations) > 1][:2] or encoded[:1]
+        probe = [e for e in encoded if len(e.continuations) > 1][:1] or encoded[:1]
         if not probe:
             return "shared"
-        # the end of the context is enough to see whether the mask is honoured; a full 5-shot context scored one
-        # row per choice would cost more than scoring a few hundred questions' prefixes
+        # one question and the end of its context are enough to see whether the mask is honoured; a full 5-shot
+        # context scored one row per choice would cost more than scoring a few hundred questions' prefixes
         probe = [Encoded(e.context[-_PROBE_TOKENS:], e.continuations) for e in probe]
         with torch.inference_mode():
             try:

@@ -150,3 +150,20 @@ def test_cached_prefix_gives_the_same_loglikelihoods(lm, batch):
     for s, r in zip(SHARED_HEAD, cached):
         want = [brute_force(model, tok, s.context, " " + c) for c in s.choices]
         assert r.loglikelihoods == pytest.approx(want, abs=2e-3)
+
+
+def test_the_shared_scoring_check_runs_once_per_model(lm, monkeypatch):
+    from tuneforge.eval import mcq
+
+    model, tok = lm
+    calls = []
+    real = McqScorer._check_shared
+    monkeypatch.setattr(McqScorer, "_check_shared", lambda self, enc: calls.append(1) or real(self, enc))
+    monkeypatch.setattr(mcq, "_VERDICTS", type(mcq._VERDICTS)())
+    first = McqScorer(model, tok, mode="auto")
+    first.score(SAMPLES)
+    second = McqScorer(model, tok, mode="auto")
+    second.score(SAMPLES[:2])
+    assert len(calls) == 1 and (second.mode, second.prefix_cache) == (first.mode, first.prefix_cache)
+    McqScorer(IgnoresCustomMasks(model), tok, mode="auto").score(SAMPLES)  # another model object: checked again
+    assert len(calls) == 2
