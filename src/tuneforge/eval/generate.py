@@ -1,4 +1,5 @@
-"""Generation evaluation: batched generation through the shared core (`models/generate.py`), cut at stop strings,
+"""Generation evaluation: generation through the shared core (`models/generate.py`: continuous batching, a shared
+few-shot head's KV cache computed once, stop strings checked on each row's decoded tail), cut at stop strings,
 then score the texts.
 
 Per-sample scores are kept for every metric so reports can give confidence intervals: mean metrics

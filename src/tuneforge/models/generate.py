@@ -1,9 +1,12 @@
 """The one generation loop, for eval, chat, the training demo, seq2seq prediction and the API server.
 
 Prompts come in as token ids (rendering a chat template is the caller's job: `data.templates.render_prompt`), so
-this module needs no tokenizer except to decode. It batches prompts of similar length (left padding for decoder
-LMs, right padding for encoder inputs), stops a row at any of `stop_ids` (eos + the template's end-of-turn ids,
-`data.templates.stop_token_ids`) or stop string, and can report new tokens as they are produced (`on_tokens`).
+this module needs no tokenizer except to decode. A row stops at any of `stop_ids` (eos + the template's
+end-of-turn ids, `data.templates.stop_token_ids`) or stop string, and new tokens can be reported as they are
+produced (`on_tokens`). Decoder-only models decode with continuous batching over an in-place KV cache, a shared
+prompt head computed once (`models/continuous.py`); encoder-decoders, beam search and models whose
+generation_config or cache rule that out use static batches of similar length through `model.generate` (left
+padding for decoder LMs, right padding for encoder inputs). Both give the same greedy tokens.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-SPARE = 64  # extra columns per reallocation, on top of half the current length
+SPARE = 64  # extra columns per reallocation, on top of a quarter of the needed length
 
 
 def _layer_class():
@@ -28,7 +28,7 @@ def _layer_class():
                     and self.keys.shape[:2] == self._kbuf.shape[:2])
 
         def _regrow(self, need: int) -> None:
-            length, cap = self.get_seq_length(), need + need // 2 + SPARE
+            length, cap = self.get_seq_length(), need + need // 4 + SPARE
             kbuf = self.keys.new_empty((*self.keys.shape[:2], cap, self.keys.shape[-1]))
             vbuf = self.values.new_empty((*self.values.shape[:2], cap, self.values.shape[-1]))
             kbuf[:, :, :length].copy_(self.keys)
@@ -115,7 +115,7 @@ def merge_rows(config: Any, caches: Sequence[Any], width: int) -> Any:
         for name in ("keys", "values"):
             first = getattr(parts[0], name)
             rows = sum(getattr(p, name).shape[0] for p in parts)
-            buf = first.new_empty((rows, first.shape[1], width + width // 2 + SPARE, first.shape[-1]))
+            buf = first.new_empty((rows, first.shape[1], width + width // 4 + SPARE, first.shape[-1]))
             r = 0
             for p in parts:
                 t = getattr(p, name)
