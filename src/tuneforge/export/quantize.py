@@ -25,6 +25,7 @@ from tuneforge.export.verify import (
     check,
     is_causal_lm,
     load_texts,
+    path_size,
     perplexity,
     sample_ids,
 )
@@ -80,6 +81,8 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
                          logits=reference, log=log)
         plain = tmp / ".float"
         save_standard(model, tokenizer, src, plain)  # torchao quantizes while loading a checkpoint
+        # the size to beat is this float32 checkpoint, not the source dir (an adapter, or a base stored in bf16)
+        before["file_bytes"] = path_size(plain)
         del model
         cls = auto_class(plain)
         quantized = cls.from_pretrained(plain, quantization_config=qcfg, dtype=keep)
