@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 from tuneforge.models.decoding import DecodeBatch, Prefix, Sampling, pick_tokens
 
 MIN_PREFIX = 32  # shorter shared heads do not pay for the extra forward and the cache copies
+LOOKUP = 6  # draft tokens per step for the last row (prompt lookup); 0 = one token per step
 
 # generation_config settings that change which token greedy decoding picks, with their neutral values: a model
 # that sets any of them is decoded by `model.generate` (which applies them), not by this loop
@@ -81,8 +82,8 @@ def generate_continuous(model: Any, prompts: Sequence[Sequence[int]], *, pad_id:
                         stop_ids: Sequence[int] = (), end_ids: Sequence[int] = (), batch_size: int = 8,
                         stop_strings: Sequence[str] = (), tokenizer: Any = None,
                         on_tokens: Callable[[int, list[int]], None] | None = None,
-                        on_done: Callable[[int], None] | None = None,
-                        min_prefix: int = MIN_PREFIX) -> list[list[int]] | None:
+                        on_done: Callable[[int], None] | None = None, min_prefix: int = MIN_PREFIX,
+                        lookup: int = LOOKUP) -> list[list[int]] | None:
     """New token ids per prompt, in input order, ending with the id that ended the row if any (as `model.generate`
     returns them); None when this model's KV cache cannot take new rows while others decode (sliding-window /
     recurrent layers): the caller then decodes in static batches.
@@ -108,6 +109,23 @@ def generate_continuous(model: Any, prompts: Sequence[Sequence[int]], *, pad_id:
     out: list[list[int]] = [[] for _ in prompts]
     rows: list[int] = []  # prompt index of each batch row
     finished = 0
+
+    def emit(i: int, tok: int) -> bool:
+        """Append `tok` to row `i`; False when it ends the row."""
+        out[i].append(tok)
+        if on_tokens is not None and tok not in stop_set:
+            on_tokens(i, [tok])
+        return (tok not in stop_set and tok not in end_set and len(out[i]) < sampling.max_new_tokens
+                and not (stops and stops.hit(out[i])))
+
+    def finish(i: int) -> bool:
+        nonlocal finished
+        finished += 1
+        gens.pop(i, None)
+        if on_done is not None:
+            on_done(finished)
+        return False
+
     while waiting or rows:
         if waiting and len(rows) < batch_size:
             new = [waiting.popleft() for _ in range(min(batch_size - len(rows), len(waiting)))]
@@ -123,21 +141,47 @@ def generate_continuous(model: Any, prompts: Sequence[Sequence[int]], *, pad_id:
             tokens = batch.logits.argmax(-1).tolist()
         else:
             tokens = pick_tokens(batch.logits, [sampling] * len(rows), [gens.get(i) for i in rows])[0]
-        keep: list[int] = []
-        for r, (i, tok) in enumerate(zip(rows, tokens)):
-            out[i].append(tok)
-            if on_tokens is not None and tok not in stop_set:
-                on_tokens(i, [tok])
-            if (tok not in stop_set and tok not in end_set and len(out[i]) < sampling.max_new_tokens
-                    and not (stops and stops.hit(out[i]))):
-                keep.append(r)
-                continue
-            finished += 1
-            gens.pop(i, None)
-            if on_done is not None:
-                on_done(finished)
+        keep = [r for r, (i, tok) in enumerate(zip(rows, tokens)) if emit(i, tok) or finish(i)]
         rows = [rows[r] for r in keep]
         batch.keep(keep)
-        if rows:
+        if len(rows) == 1 and lookup and sampling.greedy:  # a row decoding alone checks drafts
+            rows = _lookup_step(batch, rows[0], prompts[rows[0]], out[rows[0]], lookup, emit, finish)
+        elif rows:
             batch.step([out[i][-1] for i in rows])
     return out
+
+
+def lookup_draft(context: Sequence[int], k: int, ngrams: Sequence[int] = (3, 2)) -> list[int]:
+    """Up to `k` tokens that followed the latest earlier occurrence of the context's last n tokens (prompt lookup:
+    answers copy names, numbers and phrases from the question and the few-shot examples)."""
+    for n in ngrams:
+        if len(context) <= n:
+            continue
+        tail = list(context[-n:])
+        for j in range(len(context) - n - 1, -1, -1):
+            if context[j] == tail[0] and list(context[j: j + n]) == tail:
+                return list(context[j + n: j + n + k])
+    return []
+
+
+def _lookup_step(batch: DecodeBatch, i: int, prompt: Sequence[int], row: list[int], k: int,
+                 emit: Callable[[int, int], bool], finish: Callable[[int], bool]) -> list[int]:
+    """The last row decodes alone: feed its newest token plus a prompt-lookup draft in one forward and keep the
+    draft tokens greedy decoding would have chosen (so the text is unchanged). Decoding one row is bound by
+    reading the weights, so checking k tokens costs about as much as producing one. Returns the rows left."""
+    draft = lookup_draft(list(prompt) + row, k)
+    if not draft:
+        batch.step([row[-1]])
+        return [i]
+    fed = [row[-1]] + draft
+    logits = batch.step_tokens(fed)
+    preds = logits.argmax(-1).tolist()
+    kept = 0
+    while kept < len(draft) and draft[kept] == preds[kept]:
+        kept += 1
+        if not emit(i, draft[kept - 1]):
+            finish(i)
+            batch.keep([])
+            return []
+    batch.accept(len(fed), 1 + kept, logits[kept])
+    return [i]

@@ -82,7 +82,7 @@ class DecodeBatch:
         """The adapter a plain forward of this model uses (pass it as a row's adapter to keep the model as is)."""
         return self._active
 
-    def _forward(self, ids, mask, cache, adapters: list[str | None]):
+    def _forward(self, ids, mask, cache, adapters: list[str | None], keep: int = 1):
         import torch
 
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
@@ -92,8 +92,9 @@ class DecodeBatch:
         with torch.inference_mode():
             kw[self._cache_kw] = cache
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                             logits_to_keep=1, **kw)
-        return getattr(out, self._cache_kw), out.logits[:, -1, :].float()
+                             logits_to_keep=keep, **kw)
+        logits = out.logits[:, -keep:, :].float()
+        return getattr(out, self._cache_kw), logits[:, -1, :] if keep == 1 else logits
 
     def prefill_prefix(self, ids: Sequence[int]) -> Prefix | None:
         """The KV cache of one shared prompt head (None when this model's cache cannot be reused: see class doc)."""
@@ -149,6 +150,24 @@ class DecodeBatch:
         ids = torch.tensor(list(tokens), dtype=torch.long, device=self.mask.device).unsqueeze(1)
         self.mask = torch.cat([self.mask, torch.ones_like(ids)], dim=1)
         self.cache, self.logits = self._forward(ids, self.mask, self.cache, self.adapters)
+
+    def step_tokens(self, tokens: Sequence[int]) -> Any:
+        """One-row batch: feed several tokens at once; returns the logits after each of them (tokens, vocab).
+        `logits` is left unset: the caller picks the row (`accept`) once it knows how many tokens it keeps."""
+        import torch
+
+        ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.mask.device)
+        self.mask = torch.cat([self.mask, torch.ones_like(ids)], dim=1)
+        self.cache, logits = self._forward(ids, self.mask, self.cache, self.adapters, keep=len(tokens))
+        return logits[0]
+
+    def accept(self, fed: int, kept: int, logits: Any) -> None:
+        """After `step_tokens` fed `fed` tokens: keep the first `kept` (drop the rest from the cache) and make
+        `logits` (those after the last kept token) the next-token logits."""
+        if kept < fed:
+            self.cache.crop(kept - fed)  # kv_cache.GrowingLayer: a shorter view of the same buffer
+            self.mask = self.mask[:, : kept - fed]
+        self.logits = logits.unsqueeze(0)
 
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only `rows` (indices into the current rows, in the new order), and trim all-padding columns."""

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tuneforge.models.continuous import StopStrings, can_decode_continuously, shared_prefix_len
+from tuneforge.models.continuous import (StopStrings, can_decode_continuously, generate_continuous, lookup_draft,
+                                         shared_prefix_len)
 from tuneforge.models.decoding import DecodeBatch
 from tuneforge.models.generate import Sampling, cut_at_stop, generate_ids, generate_text
 
@@ -32,10 +33,10 @@ def prompts(lm):
     return [tok.encode(HEAD + q) for q in QUESTIONS]
 
 
-def _alone(model, tok, prompt, **kw):
+def _alone(model, tok, prompt, new=NEW, **kw):
     """Reference: transformers' own generate on one unpadded prompt."""
     x = torch.tensor([prompt])
-    out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=NEW, do_sample=False,
+    out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=new, do_sample=False,
                          pad_token_id=tok.pad_token_id, **kw)
     return out[0, x.shape[1]:].tolist()
 
@@ -125,3 +126,23 @@ def test_logit_settings_in_generation_config_keep_the_static_path(lm, prompts):
         assert got[1] == _alone(model, tok, prompts[1])  # the penalty applied, as model.generate applies it
     finally:
         model.generation_config.repetition_penalty = 1.0
+
+
+def test_prompt_lookup_drafts_for_a_lone_row_keep_greedy_tokens(lm):
+    assert lookup_draft([1, 2, 3, 4, 9, 2, 3], 3) == [4, 9, 2]  # after the latest earlier "2 3"
+    assert lookup_draft([5, 6, 7], 3) == []
+    model, tok = lm
+    prompt = tok.encode("apple banana apple banana apple banana apple")
+    fed = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: fed.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        got = generate_ids(model, [prompt], pad_id=tok.pad_token_id, sampling=Sampling(max_new_tokens=120),
+                           batch_size=1)[0]
+        drafted = len(fed)
+        fed.clear()
+        plain = generate_continuous(model, [prompt], pad_id=tok.pad_token_id, sampling=Sampling(max_new_tokens=120),
+                                    lookup=0)[0]
+    finally:
+        hook.remove()
+    assert got == plain == _alone(model, tok, prompt, new=120)
+    assert len(fed) == 120 and drafted < 120  # some drafts were accepted: fewer forwards than tokens
