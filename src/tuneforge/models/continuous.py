@@ -9,6 +9,10 @@ Prompts that start with the same long token head (few-shot examples: GSM8K's 5-s
 that head's KV cache: it is computed once (`DecodeBatch.prefill_prefix`) and each joining row is prefilled on its
 own suffix only, at the positions a full forward would give it.
 
+When one row is left decoding (the batch's tail, or chat), each forward also checks up to `LOOKUP` draft tokens
+copied from the row's own context (prompt lookup); greedy keeps exactly the drafts it would have produced, so the
+tokens do not change while a long answer needs fewer forwards.
+
 Stop strings are checked on the decoded tail of a row (the last tokens that can hold the longest stop string,
 plus two for context), not on the whole sequence every step; a tail hit is confirmed on the row's full text
 once, so the row stops exactly where the full-text check (and lm-eval's) would stop it.

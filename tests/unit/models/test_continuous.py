@@ -9,8 +9,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tuneforge.models.continuous import (StopStrings, can_decode_continuously, generate_continuous, lookup_draft,
-                                         shared_prefix_len)
+from tuneforge.models.continuous import (
+    StopStrings,
+    can_decode_continuously,
+    generate_continuous,
+    lookup_draft,
+    shared_prefix_len,
+)
 from tuneforge.models.decoding import DecodeBatch
 from tuneforge.models.generate import Sampling, cut_at_stop, generate_ids, generate_text
 
