@@ -52,8 +52,8 @@ def quantize(
     out: str | None = typer.Option(None, "--out", "-o", help="Output dir (default RUN/export/int<bits>)."),
     bits: int = typer.Option(8, help="8 (int8 weight-only, per channel) or 4 (int4 weight-only, grouped)."),
     group_size: int = typer.Option(32, help="int4: weights per scale."),
-    dtype: str = typer.Option("auto", help="Parts left unquantized (embeddings, norms) and activations: float32 | "
-                              "bfloat16 | auto (bfloat16 on a GPU, float32 on CPU: CPU bfloat16 math is often slow)."),
+    dtype: str = typer.Option("bfloat16", help="Storage of the parts left unquantized (embeddings, norms): "
+                              "bfloat16 (smaller file) or float32. Loading dtype stays the user's (float32 on CPU)."),
     tolerance: float | None = typer.Option(None, help="Max relative perplexity change (default 0.02 int8, 0.1 int4)."),
     sample_file: str | None = typer.Option(None, help=SAMPLE_HELP),
     eval_config: str | None = typer.Option(None, help=EVAL_HELP),

@@ -1,12 +1,13 @@
 """`tuneforge quantize`: post-training weight-only quantization with torchao, saved as safetensors that plain
 `transformers.from_pretrained` loads (torchao installed), checked by perplexity against the float32 source.
 
-int8: per-output-channel symmetric int8 weights for every Linear layer. The embeddings stay in `--dtype`: torchao
-can int8 them, but a tied embedding / LM head (SmolLM2, Llama 3.2, Qwen2 small) saved that way does not reload with
-transformers (its tie check calls `torch.equal`, which torchao's int8 embedding tensor does not implement).
-`--dtype auto` is bfloat16 on a GPU and float32 on CPU: on CPUs without AVX512-BF16/AMX a bfloat16 model runs ~5x
-slower than float32, while int8 weights with float32 activations run a little faster than float32; the price is
-file size (SmolLM2-135M: 0.41x of float32 with a float32 embedding, 0.30x with bfloat16; docs/export.md).
+int8: per-output-channel symmetric int8 weights for every Linear layer. Everything else (embeddings, norms) is
+stored in `--dtype` (default bfloat16: SmolLM2-135M's file is 0.30x of float32; float32 storage gives 0.41x).
+The embeddings are not quantized: a tied embedding / LM head (SmolLM2, Llama 3.2, small Qwen2) quantized by torchao
+does not reload with transformers (its tie check calls `torch.equal`, which torchao's int8 embedding tensor lacks).
+Storage is not compute: the checks here load the file the way `tuneforge eval` / `chat` do on this machine,
+float32 on CPU (bfloat16 matmuls run ~5x slower than float32 on CPUs without AVX512-BF16/AMX; the bfloat16 parts
+widen exactly), bfloat16 on a GPU.
 int4: grouped int4 weights (torchao's `IntxWeightOnlyConfig`, which runs on CPU). Activations stay in floating point.
 QLoRA (4-bit bitsandbytes training) is `model.quantization` in training, not this command.
 """
@@ -56,7 +57,8 @@ def torchao_config(bits: int, group_size: int):
     raise ConfigError(f"--bits {bits} is not supported", hint="8 or 4")
 
 
-def quantize_model(source: str, out: str | None = None, bits: int = 8, group_size: int = 32, dtype: str = "auto",
+def quantize_model(source: str, out: str | None = None, bits: int = 8, group_size: int = 32,
+                   dtype: str = "bfloat16",
                    tolerance: float | None = None, sample_file: str | None = None, eval_config: str | None = None,
                 latency: bool = True,
                    log: Log = print) -> dict:
@@ -64,11 +66,10 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
     import torch
 
     qcfg = torchao_config(bits, group_size)
-    if dtype not in ("auto", "float32", "bfloat16"):
-        raise ConfigError(f"unknown --dtype '{dtype}'", hint="float32, bfloat16 or auto")
-    if dtype == "auto":
-        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
-    keep = getattr(torch, dtype)
+    if dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"unknown --dtype '{dtype}'", hint="bfloat16 or float32")
+    keep = getattr(torch, dtype)  # storage of the unquantized parts
+    compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32  # what eval / chat load it in
     tolerance = DEFAULT_TOLERANCE[bits] if tolerance is None else tolerance
     src = open_source(source)
     target = default_out(source, f"int{bits}", out)
@@ -91,7 +92,7 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
         import shutil
 
         shutil.rmtree(plain)
-        reloaded = cls.from_pretrained(tmp, dtype=keep).eval()
+        reloaded = cls.from_pretrained(tmp, dtype=compute).eval()
         checks, logits = {}, None
         if is_causal_lm(reloaded):
             logits = all_logits(reloaded, rows)
@@ -103,7 +104,8 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
         after = measure(reloaded, tokenizer, tmp, rows, label=f"int{bits}", eval_config=eval_config, eval_out=tmp,
                         template=src.template, latency=latency, logits=logits, log=log)
         report = write_report(tmp, f"quantize int{bits}", source, before, after, checks,
-                              {"bits": bits, "group_size": group_size if bits == 4 else None, "dtype": dtype},
+                              {"bits": bits, "group_size": group_size if bits == 4 else None, "dtype": dtype,
+                               "checked_in": str(compute).removeprefix("torch.")},
                               log=log)
     log(f"wrote {target} (loads with transformers.AutoModel*.from_pretrained when torchao is installed)")
     return report
