@@ -151,3 +151,17 @@ def test_prompt_lookup_drafts_for_a_lone_row_keep_greedy_tokens(lm):
         hook.remove()
     assert got == plain == _alone(model, tok, prompt, new=120)
     assert len(fed) == 120 and drafted < 120  # some drafts were accepted: fewer forwards than tokens
+
+
+def test_a_sliding_window_cache_falls_back_to_static_batches():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                             num_attention_heads=2, num_key_value_heads=1, sliding_window=4,
+                                             pad_token_id=0, eos_token_id=1)).eval()
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    s = Sampling(max_new_tokens=5)
+    assert generate_continuous(model, prompts, pad_id=0, sampling=s) is None  # rows cannot merge
+    got = generate_ids(model, prompts, pad_id=0, sampling=s, batch_size=2)
+    assert got == generate_ids(model, prompts, pad_id=0, sampling=s, batch_size=2, continuous=False) and any(got)
