@@ -100,3 +100,9 @@ def test_a_config_error_is_reported_before_the_training_stack_is_imported(tmp_pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == "2 False False", out
     assert "train.lr" in out
+
+
+@pytest.mark.parametrize("args", [["-", "train.lr=abc"], ["train.lr=abc"], ["builtin:identity", "train.lr=abc"]])
+def test_the_early_config_check_reads_every_config_form(args):
+    """'-' (defaults + overrides), a leading override (tweaks the demo) and builtin: names all reach the check."""
+    one_line(tf("train", *args), "train.lr")

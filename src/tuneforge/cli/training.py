@@ -28,11 +28,12 @@ def train(
     if seeds is not None and (nproc > 1 or launch_config):
         raise typer.BadParameter("--seeds runs the seeds one after another in one process; drop --nproc / "
                                  "--launch-config")
-    from tuneforge.config import load_config
+    from tuneforge.config.load import load_config, resolve_config_arg, split_config_args
 
     # Schema errors in < 1 s: the training modules import transformers / peft / trl (seconds) before they
     # would get to validating the config.
-    guarded(load_config, config, overrides or [])
+    path, extra = split_config_args(config, overrides or [])
+    guarded(lambda: load_config(resolve_config_arg(path), extra))
     if (nproc > 1 or launch_config) and not dry_run:  # a dry run sizes one process; no launcher needed
         from tuneforge.train.launch import launch_training
 

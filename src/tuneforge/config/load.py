@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -96,6 +97,34 @@ def read_yaml(path: str | Path) -> dict:
 
 # A run's config.yaml records its runtime decisions under this key; reading that file back as a config ignores it.
 RESOLVED_KEY = "resolved"
+
+
+# The built-in demo: teach SmolLM2-135M-Instruct (packaged GGUF) a new identity from bundled data.
+DEFAULT_CONFIG = "builtin:identity"
+
+
+def builtin_config_path(name: str) -> str:
+    path = files("tuneforge") / "resources" / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown built-in config '{name}'")
+    return str(path)
+
+
+def split_config_args(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """`tuneforge train a.b=c` tweaks the demo: a first argument that is an override, not a file, joins them."""
+    if config and "=" in config and not Path(config).exists():
+        return None, [config, *overrides]
+    return config, list(overrides)
+
+
+def resolve_config_arg(config: str | None) -> str | None:
+    """A config file path; None for "-" (schema defaults + overrides only); the built-in demo when omitted."""
+    if config == "-":
+        return None
+    config = config or DEFAULT_CONFIG
+    if config.startswith("builtin:"):
+        return builtin_config_path(config.split(":", 1)[1])
+    return config
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from importlib.resources import files
 from pathlib import Path
 
+from tuneforge.config.load import resolve_config_arg, split_config_args
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
 from tuneforge.eval.run import after_training
@@ -13,27 +13,6 @@ from tuneforge.runs import RunDir, is_main_process, open_run, world_size
 from tuneforge.train import seeds as seed_runs
 from tuneforge.train.common import set_threads
 from tuneforge.train.stages import get_stage, load_training_config
-
-# The built-in demo: teach SmolLM2-135M-Instruct (packaged GGUF) a new identity from bundled data.
-DEFAULT_CONFIG = "builtin:identity"
-
-
-def builtin_config_path(name: str) -> str:
-    path = files("tuneforge") / "resources" / "configs" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown built-in config '{name}'")
-    return str(path)
-
-
-def resolve_config_arg(config: str | None) -> str | None:
-    """A config file path; None for "-" (schema defaults + overrides only); the built-in demo when omitted."""
-    if config == "-":
-        return None
-    config = config or DEFAULT_CONFIG
-    if config.startswith("builtin:"):
-        return builtin_config_path(config.split(":", 1)[1])
-    return config
-
 
 def run_training(cfg: Config, resume: bool = False, dry_run: bool = False) -> dict:
     """Run the config's stage into a fresh (or resumed) run dir; returns the run dir and final metrics."""
@@ -97,8 +76,7 @@ def run_from_cli(config: str | None, overrides: list[str], resume: bool = False,
                  seeds: int | None = None) -> dict:
     from rich.console import Console
 
-    if config and "=" in config and not Path(config).exists():  # `tuneforge train a.b=c`: tweak the demo
-        config, overrides = None, [config, *overrides]
+    config, overrides = split_config_args(config, overrides)
     cfg, _ = load_training_config(resolve_config_arg(config), overrides)
     if seeds is not None:
         cfg = seed_runs.expand_seeds(cfg, seeds)
