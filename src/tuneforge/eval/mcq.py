@@ -151,14 +151,21 @@ class McqScorer:
                 yield None, idx
             return
         contexts = [self._truncate(e) for e in encoded]
+        alone: list[int] = []  # questions sharing no prefix: batched together, not one forward each
         for plen, members in prefix_groups(contexts):
-            prefix = None
-            if plen:
-                kv = compute_prefix(self.model, contexts[members[0]][:plen], self._keep_kw)
-                prefix = (plen, kv) if kv is not None else None
+            if not plen:
+                alone += members
+                continue
+            kv = compute_prefix(self.model, contexts[members[0]][:plen], self._keep_kw)
+            if kv is None:
+                alone += members
+                continue
             members = sorted(members, key=lambda i: -self._row_len(encoded[i]))
             for idx in self._batches(encoded, members):
-                yield prefix, idx
+                yield (plen, kv), idx
+        alone.sort(key=lambda i: -self._row_len(encoded[i]))
+        for idx in self._batches(encoded, alone):
+            yield None, idx
 
     def _batches(self, encoded: list[Encoded], order: list[int]):
         """Consecutive slices of `order`: at most batch_size rows (a question is one row in shared mode, one per

@@ -167,3 +167,18 @@ def test_the_shared_scoring_check_runs_once_per_model(lm, monkeypatch):
     assert len(calls) == 1 and (second.mode, second.prefix_cache) == (first.mode, first.prefix_cache)
     McqScorer(IgnoresCustomMasks(model), tok, mode="auto").score(SAMPLES)  # another model object: checked again
     assert len(calls) == 2
+
+
+def test_questions_without_a_shared_prefix_share_forwards(lm):
+    """Lone contexts are batched together (a regression ran one forward per question)."""
+    model, tok = lm
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        McqScorer(model, tok, mode="shared", batch_size=8).score(SAMPLES)
+        assert len(calls) == 1
+        calls.clear()
+        McqScorer(model, tok, mode="shared", batch_size=2).score(SAMPLES)
+        assert len(calls) == 2
+    finally:
+        hook.remove()
