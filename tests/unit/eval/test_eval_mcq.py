@@ -182,3 +182,14 @@ def test_questions_without_a_shared_prefix_share_forwards(lm):
         assert len(calls) == 2
     finally:
         hook.remove()
+
+
+def test_a_short_shared_head_is_not_worth_splitting_batches_for(lm):
+    """A prefix under MIN_PREFIX_SHARE of its rows is scored in full, in one batch with everything else."""
+    model, tok = lm
+    long_tail = " ".join(["the waves and the tides and the currents of the open sea"] * 4)
+    samples = [McqSample(str(i), "f", i, HEAD + f"{q} {long_tail}?\nAnswer:", ["yes", "no"], 0)
+               for i, q in enumerate(["Why", "How", "When", "Where"])]
+    sc = McqScorer(model, tok, batch_size=8, mode="shared")
+    plan = list(sc._plan([sc.encode(s.context, [" " + c for c in s.choices]) for s in samples]))
+    assert [(p, len(b)) for p, b in plan] == [(None, 4)]
