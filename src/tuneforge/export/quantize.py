@@ -30,7 +30,7 @@ from tuneforge.export.verify import (
     perplexity,
     sample_ids,
 )
-from tuneforge.models.load import resolve_model_path
+from tuneforge.models.load import resolve_model_path, torch_dtype
 from tuneforge.runs import atomic_dir
 
 Log = Callable[[str], None]
@@ -69,7 +69,7 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
     if dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"unknown --dtype '{dtype}'", hint="bfloat16 or float32")
     keep = getattr(torch, dtype)  # storage of the unquantized parts
-    compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32  # what eval / chat load it in
+    compute = torch_dtype("auto")  # what eval / chat load it in on this machine
     tolerance = DEFAULT_TOLERANCE[bits] if tolerance is None else tolerance
     src = open_source(source)
     target = default_out(source, f"int{bits}", out)

@@ -78,13 +78,14 @@ def sample_ids(tokenizer, texts: Sequence[str], max_len: int = 128, chat: bool =
     return [r for r in rows if len(r) >= 2]
 
 
-def all_logits(model, rows: Sequence[Sequence[int]]) -> list[Any]:
-    """float32 logits of each row, computed alone (no padding)."""
+def all_logits(model, rows: Sequence[Sequence[int]], as_float32: bool = True) -> list[Any]:
+    """Logits of each row, computed alone (no padding); float32 unless `as_float32` is off (the model's dtype)."""
     import torch
 
     device = next(model.parameters()).device
     with torch.inference_mode():
-        return [model(input_ids=torch.tensor([r], device=device)).logits[0].float().cpu() for r in rows]
+        out = [model(input_ids=torch.tensor([r], device=device)).logits[0] for r in rows]
+    return [(x.float() if as_float32 else x).cpu() for x in out]
 
 
 def exact_logits(model, rows: Sequence[Sequence[int]]) -> list[Any] | None:
@@ -101,9 +102,7 @@ def exact_logits(model, rows: Sequence[Sequence[int]]) -> list[Any] | None:
         return None
     twin = copy.deepcopy(model).to(torch.float64)
     try:
-        with torch.inference_mode():
-            device = next(twin.parameters()).device
-            return [twin(input_ids=torch.tensor([r], device=device)).logits[0].cpu() for r in rows]
+        return all_logits(twin, rows, as_float32=False)
     finally:
         del twin
 
