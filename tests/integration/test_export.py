@@ -153,3 +153,10 @@ def test_quantize_without_torchao_says_what_to_install(runs, tmp_path):
 
 def test_verification_error_is_a_user_error():
     assert VerificationError("x").exit_code == 4
+
+
+def test_quantize_rejects_an_unknown_dtype_in_one_line(runs, tmp_path):
+    res = cli("quantize", runs["lora"], "-o", tmp_path / "q", "--dtype", "float16")
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "--dtype" in errors[0] and "float16" in errors[0]
+    assert not (tmp_path / "q").exists()

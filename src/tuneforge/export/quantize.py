@@ -65,9 +65,9 @@ def quantize_model(source: str, out: str | None = None, bits: int = 8, group_siz
     """Merge (if an adapter), save float, re-load it quantized, save, reload from disk and compare perplexity."""
     import torch
 
-    qcfg = torchao_config(bits, group_size)
-    if dtype not in ("float32", "bfloat16"):
+    if dtype not in ("float32", "bfloat16"):  # before torchao is even looked for
         raise ConfigError(f"unknown --dtype '{dtype}'", hint="bfloat16 or float32")
+    qcfg = torchao_config(bits, group_size)
     keep = getattr(torch, dtype)  # storage of the unquantized parts
     compute = torch_dtype("auto")  # what eval / chat load it in on this machine
     tolerance = DEFAULT_TOLERANCE[bits] if tolerance is None else tolerance
