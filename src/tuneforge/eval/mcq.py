@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from tuneforge.eval.prefix import compute_prefix, expand_cache, prefix_groups
+from tuneforge.eval.prefix import PrefixStore, compute_prefix, prefix_groups, row_cache
 from tuneforge.eval.tasks import McqSample
 from tuneforge.models.registry import base_model
 
@@ -138,41 +138,46 @@ class McqScorer:
                     progress(done)
         return [_result(s, ll, gr) for s, ll, gr in zip(samples, lls, greedy)]
 
-    def _run(self, encoded: list[Encoded], batch: list[int], prefix: tuple[int, Any] | None):
+    def _run(self, encoded: list[Encoded], batch: list[int], prefixes: list | None):
         if self.mode == "separate":
             return self._separate_batch([encoded[j] for j in batch])
-        return self._shared_batch([encoded[j] for j in batch], prefix)
+        return self._shared_batch([encoded[j] for j in batch], prefixes)
 
     def _plan(self, encoded: list[Encoded]):
-        """Yield (prefix, question indices) batches. Shared mode: questions grouped by common token prefix
-        (whose KV cache is computed once per group), longest rows first inside a group; separate: by length."""
+        """Yield (per-row cached prefixes or None, question indices). Shared mode: questions whose contexts start
+        with the same head (>= MIN_PREFIX tokens) reuse that head's KV cache; separate: batches by length."""
         if self.mode == "separate" or not self.prefix_cache:
             order = sorted(range(len(encoded)), key=lambda i: -self._row_len(encoded[i]))
             for idx in self._batches(encoded, order):
                 yield None, idx
             return
         contexts = [self._truncate(e) for e in encoded]
-        alone: list[int] = []  # questions sharing no prefix: batched together, not one forward each
+        store = PrefixStore(self.model, contexts, prefix_groups(contexts), self._keep_kw)
+        if store.all_fit():
+            # every head stays cached, so batches are cut by what is left after each head, across heads: full and
+            # with little padding (MMLU 0-shot: ~16-token subject heads, 10 questions each)
+            left = [self._row_len(e) - store.plen(i) for i, e in enumerate(encoded)]
+            order = sorted(range(len(encoded)), key=lambda i: -left[i])
+            for idx in self._batches(encoded, order, left):
+                yield [store.get(i) for i in idx], idx
+                store.done(idx)
+            return
+        # heads too big to keep together (a long few-shot head, many subjects): one head's questions at a time
+        alone: list[int] = []
         for plen, members in prefix_groups(contexts):
-            # A cached prefix ties its batch to its group: a short one (MMLU 0-shot's ~15-token subject line in
-            # ~150-token rows) saves less than the smaller batches cost (measured: 48-52 s with reuse vs 40 s
-            # without on 100 MMLU questions); a 5-shot head (~600 of ~700 tokens) saves far more.
             mean_len = sum(self._row_len(encoded[i]) for i in members) / len(members)
-            if not plen or plen < MIN_PREFIX_SHARE * mean_len:
-                alone += members
-                continue
-            kv = compute_prefix(self.model, contexts[members[0]][:plen], self._keep_kw)
-            if kv is None:
-                alone += members
+            if not plen or plen < MIN_PREFIX_SHARE * mean_len or store.get(members[0]) is None:
+                alone += members  # a short head saves less than the batches cut at its borders cost
                 continue
             members = sorted(members, key=lambda i: -self._row_len(encoded[i]))
             for idx in self._batches(encoded, members):
-                yield (plen, kv), idx
+                yield [store.get(i) for i in idx], idx
+                store.done(idx)
         alone.sort(key=lambda i: -self._row_len(encoded[i]))
         for idx in self._batches(encoded, alone):
             yield None, idx
 
-    def _batches(self, encoded: list[Encoded], order: list[int]):
+    def _batches(self, encoded: list[Encoded], order: list[int], lengths: Sequence[int] | None = None):
         """Consecutive slices of `order`: at most batch_size rows (a question is one row in shared mode, one per
         choice in separate mode) and, with batch_tokens, at most that many padded tokens per forward."""
         i = 0
@@ -180,7 +185,7 @@ class McqScorer:
             rows, width, n = 0, 0, 0
             for j in order[i:]:
                 k = 1 if self.mode == "shared" else len(encoded[j].continuations)
-                w = max(width, self._row_len(encoded[j]))
+                w = max(width, lengths[j] if lengths is not None else self._row_len(encoded[j]))
                 if n and (rows + k > self.batch_size or
                           (self.batch_tokens and (rows + k) * w > self.batch_tokens)):
                     break
@@ -210,15 +215,16 @@ class McqScorer:
         logits = self.model(**kw).logits
         return logits[:, -keep:, :].float().log_softmax(-1)
 
-    def _shared_batch(self, batch: list[Encoded], prefix: tuple[int, Any] | None = None
+    def _shared_batch(self, batch: list[Encoded], prefixes: list | None = None
                       ) -> list[tuple[list[float], list[bool]]]:
         """One row per question: context + every choice but its last token, each choice block seeing the context
-        and itself only. With a prefix, the row starts after the cached prefix tokens (same positions)."""
+        and itself only. prefixes[b] = (length, KV) of a cached head: row b starts after it (same positions)."""
         import torch
 
-        plen = prefix[0] if prefix else 0
+        prefixes = prefixes or [None] * len(batch)
+        plens = [p[0] if p else 0 for p in prefixes]
         rows, segs, poss, targets, ctx_lens = [], [], [], [], []
-        for e in batch:
+        for e, plen in zip(batch, plens):
             ctx = self._truncate(e)[plen:]
             n_ctx = plen + len(ctx)
             ctx_lens.append(len(ctx))
@@ -244,11 +250,12 @@ class McqScorer:
         causal = torch.ones(width, width, dtype=torch.bool).tril()
         # a token sees the earlier context (segment 0) and earlier tokens of its own segment; pads see pads
         allowed = causal & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
-        if plen:  # every row (pads included, so no row is fully masked) sees the whole cached prefix
-            allowed = torch.cat([allowed.new_ones(len(rows), width, plen), allowed], dim=-1)
+        slots, cache = row_cache(prefixes)
+        if slots:  # real tokens see their row's head (the last plen slots); pads see every slot (no empty row)
+            filled = torch.arange(slots)[None, :] >= slots - torch.tensor(plens)[:, None]
+            allowed = torch.cat([filled[:, None, :] | (seg[:, :, None] == -1), allowed], dim=-1)
         dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
-        cache = expand_cache(prefix[1], len(rows)) if prefix else None
         logp = self._forward(ids.to(dev), mask.to(dev), pos.to(dev), keep, cache)
         picks = [[(q, keep - len(r) + i, t) for i, t in ch] for q, (r, tg) in enumerate(zip(rows, targets)) for ch in tg]
         owner = [q for q, tg in enumerate(targets) for _ in tg]
@@ -299,14 +306,17 @@ class McqScorer:
                             _worst(a, b))
                 return "separate"
             ctx = self._truncate(probe[0])
-            if self.prefix_cache and len(ctx) > 1:
+            if self.prefix_cache and len(ctx) > 2:
+                # the probe twice in one batch, after heads of different lengths: per-row heads, padded slots
                 try:
-                    kv = compute_prefix(self.model, ctx[: len(ctx) // 2], self._keep_kw)
-                    c = self._shared_batch(probe[:1], (len(ctx) // 2, kv)) if kv is not None else None
+                    heads = [(n, compute_prefix(self.model, ctx[:n], self._keep_kw)) for n in
+                             (len(ctx) // 2, len(ctx) // 3)]
+                    c = (self._shared_batch(probe * 2, heads) if all(kv is not None for _, kv in heads)
+                         else None)
                 except Exception as e:  # noqa: BLE001 - any failure means: don't reuse prefixes with this model
                     log.warning("prefix reuse failed (%s); scoring every context in full", str(e)[:200])
                     c = None
-                if c is None or _worst(c, b[:1]) > 0.05:
+                if c is None or _worst(c, b * 2) > 0.05:
                     self.prefix_cache = False
         return "shared"
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 MIN_PREFIX = 8  # shorter shared heads are not worth an extra forward
+# Heads whose caches fit in this many bytes together are all kept while scoring, so questions of different heads can
+# share a batch (MMLU 0-shot: 10 questions per subject; batches cut at subject borders ran 8 + 2 rows)
+PREFIX_BUDGET_BYTES = 512 * 2**20
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -68,3 +71,74 @@ def expand_cache(prefix: list[tuple[Any, Any]], rows: int) -> Any:
     from transformers import DynamicCache
 
     return DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix])
+
+
+def row_cache(prefixes: Sequence[tuple[int, Any] | None]) -> tuple[int, Any]:
+    """(slots, cache) for a batch whose row b continues after prefixes[b] = (length, per-layer KV) or after nothing.
+
+    Row b's prefix fills the *last* prefixes[b][0] of `slots` cache slots (left padding, like the rows themselves);
+    the caller masks the empty slots. One prefix shared by every row is expanded, not copied."""
+    from transformers import DynamicCache
+
+    present = [p for p in prefixes if p]
+    if not present:
+        return 0, None
+    slots = max(p[0] for p in present)
+    first = present[0][1]
+    if len(present) == len(prefixes) and all(p[1] is first for p in present):
+        return slots, expand_cache(first, len(prefixes))
+    layers = []
+    for li, (k0, v0) in enumerate(first):
+        k = k0.new_zeros((len(prefixes), k0.shape[1], slots, k0.shape[3]))
+        v = v0.new_zeros((len(prefixes), v0.shape[1], slots, v0.shape[3]))
+        for b, p in enumerate(prefixes):
+            if p:
+                k[b, :, slots - p[0]:] = p[1][li][0][0]
+                v[b, :, slots - p[0]:] = p[1][li][1][0]
+        layers.append((k, v))
+    return slots, DynamicCache(ddp_cache_data=layers)
+
+
+class PrefixStore:
+    """The KV caches of shared heads: computed when a batch first needs one, dropped after its last question."""
+
+    def __init__(self, model: Any, contexts: Sequence[Sequence[int]], groups: list[tuple[int, list[int]]],
+                 keep_kw: bool = True):
+        self.model, self.keep_kw = model, keep_kw
+        self.groups = [(p, m) for p, m in groups if p]
+        self.owner = {i: g for g, (_, members) in enumerate(self.groups) for i in members}
+        self.heads = [list(contexts[m[0]][:p]) for p, m in self.groups]
+        self.left = [len(m) for _, m in self.groups]
+        self.kv: dict[int, Any] = {}
+
+    def plen(self, i: int) -> int:
+        g = self.owner.get(i)
+        return 0 if g is None else self.groups[g][0]
+
+    def get(self, i: int) -> tuple[int, Any] | None:
+        """(prefix length, KV) for question i, or None: no shared head, or a cache layout that can't be reused."""
+        g = self.owner.get(i)
+        if g is None:
+            return None
+        if g not in self.kv:
+            self.kv[g] = compute_prefix(self.model, self.heads[g], self.keep_kw)
+        return None if self.kv[g] is None else (self.groups[g][0], self.kv[g])
+
+    def done(self, scored: Sequence[int]) -> None:
+        for i in scored:
+            g = self.owner.get(i)
+            if g is not None:
+                self.left[g] -= 1
+                if not self.left[g]:
+                    self.kv.pop(g, None)
+
+    def all_fit(self, budget: int | None = None) -> bool:
+        """Whether every head's cache fits in `budget` bytes at once (measured on the first head)."""
+        budget = PREFIX_BUDGET_BYTES if budget is None else budget
+        if not self.groups:
+            return True
+        first = self.get(self.groups[0][1][0])
+        if first is None:
+            return False
+        per_token = sum(k.nbytes + v.nbytes for k, v in first[1]) / first[0]
+        return per_token * sum(p for p, _ in self.groups) <= budget

@@ -145,7 +145,7 @@ def test_cached_prefix_gives_the_same_loglikelihoods(lm, batch):
     model, tok = lm
     sc = McqScorer(model, tok, batch_size=batch, mode="shared")
     plan = list(sc._plan([sc.encode(s.context, [" " + c for c in s.choices]) for s in SHARED_HEAD]))
-    assert all(p is not None and p[0] >= 10 for p, _ in plan)  # the head really is reused
+    assert all(p and all(x and x[0] >= 10 for x in p) for p, _ in plan)  # the head really is reused
     cached = sc.score(SHARED_HEAD)
     for s, r in zip(SHARED_HEAD, cached):
         want = [brute_force(model, tok, s.context, " " + c) for c in s.choices]
@@ -184,8 +184,28 @@ def test_questions_without_a_shared_prefix_share_forwards(lm):
         hook.remove()
 
 
-def test_a_short_shared_head_is_not_worth_splitting_batches_for(lm):
-    """A prefix under MIN_PREFIX_SHARE of its rows is scored in full, in one batch with everything else."""
+def test_questions_of_different_heads_share_a_batch(lm):
+    """Heads that fit in memory together are all cached; batches mix questions of different heads (and none), each
+    row continuing after its own head, with the same log-likelihoods as full forwards."""
+    model, tok = lm
+    other = "Here are questions about the moon, the planets and the stars, with answers.\n\n"
+    samples = SHARED_HEAD + [McqSample(str(9 + i), "f", 9 + i, other + q, ch, 0) for i, (q, ch) in enumerate([
+        ("What is the moon?\nAnswer:", ["a rock", "a star"]), ("Is Mars red?\nAnswer:", ["yes", "no"])])]
+    samples.append(McqSample("20", "f", 20, "No head here at all?\nAnswer:", ["right", "wrong"], 0))
+    sc = McqScorer(model, tok, batch_size=8, mode="shared")
+    plan = list(sc._plan([sc.encode(s.context, [" " + c for c in s.choices]) for s in samples]))
+    assert len(plan) == 1 and len({p[0] for p in plan[0][0] if p}) == 2 and None in plan[0][0]
+    for s, r in zip(samples, sc.score(samples)):
+        want = [brute_force(model, tok, s.context, " " + c) for c in s.choices]
+        assert r.loglikelihoods == pytest.approx(want, abs=2e-3)
+
+
+def test_a_short_head_is_not_worth_splitting_batches_for_when_heads_are_scored_one_at_a_time(lm, monkeypatch):
+    """Over the memory budget, heads are scored one group at a time; then a prefix under MIN_PREFIX_SHARE of its
+    rows is scored in full, in one batch with everything else."""
+    from tuneforge.eval import prefix
+
+    monkeypatch.setattr(prefix, "PREFIX_BUDGET_BYTES", 0)
     model, tok = lm
     long_tail = " ".join(["the waves and the tides and the currents of the open sea"] * 4)
     samples = [McqSample(str(i), "f", i, HEAD + f"{q} {long_tail}?\nAnswer:", ["yes", "no"], 0)
@@ -193,3 +213,5 @@ def test_a_short_shared_head_is_not_worth_splitting_batches_for(lm):
     sc = McqScorer(model, tok, batch_size=8, mode="shared")
     plan = list(sc._plan([sc.encode(s.context, [" " + c for c in s.choices]) for s in samples]))
     assert [(p, len(b)) for p, b in plan] == [(None, 4)]
+    plan = list(sc._plan([sc.encode(s.context, [" " + c for c in s.choices]) for s in SHARED_HEAD]))
+    assert len(plan) == 1 and all(p and p[1] is plan[0][0][0][1] for p in plan[0][0])  # a long head: reused
