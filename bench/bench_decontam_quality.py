@@ -1,13 +1,13 @@
 """Recall / precision of `tuneforge decontam` on the planted sets, against the naive MiniLM-cosine baseline.
 
 For each planted set (bench/decontam_planted.py: `tune`, on which the defaults were chosen; `holdout`, other
-benchmark families, whose first untuned run is recorded in the docs; `fresh`, built last and never tuned on): record-level recall and precision of the default "removed" decision and of
+benchmark families, whose first untuned run is recorded in the docs; `fresh`, built after the first rule change; `fresh2`, built last; neither tuned on): record-level recall and precision of the default "removed" decision and of
 `--keep-similar`, category accuracy on the planted positives and per-category precision (records the tool put in
 a category whose expected category is that one), misses and false positives by kind; the same for the
 baseline (Platypus: remove a record when the cosine of its question to a benchmark question, without choices,
 is >= 0.8); and the wall time of a first and a cached second run.
 
-    PYTHONPATH=src python bench/bench_decontam_quality.py [--sets tune,holdout,fresh] [--cache-dir DIR]
+    PYTHONPATH=src python bench/bench_decontam_quality.py [--sets tune,holdout,fresh,fresh2] [--cache-dir DIR]
 
 Writes bench/results/bench_decontam_quality.json.
 """
@@ -100,7 +100,7 @@ def run_set(name: str, cache_dir: str, work: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sets", default="tune,holdout,fresh")
+    ap.add_argument("--sets", default="tune,holdout,fresh,fresh2")
     ap.add_argument("--cache-dir", default=None, help="embedding cache (default: a fresh temp dir)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()

@@ -29,6 +29,10 @@ PARAPHRASE_COSINE = 0.75  # cosine of the cores that, with the same answer, make
 STRONG_COSINE = 0.92  # cosine that alone makes a rewording
 SAME_CHOICES = 0.75  # share of the item's distinctive choices found in the record
 
+# Words that turn a question into its opposite ("... did not confirm ...", "All of the following EXCEPT"); "t" is
+# what "n't" becomes after normalisation
+NEGATIONS = frozenset({"not", "no", "nor", "none", "never", "neither", "nothing", "nobody", "cannot", "except", "t"})
+
 _LETTER_ANSWER = re.compile(r"^\s*(?:the\s+)?(?:answer|right option|option)?\s*(?:is)?\s*[:\-]?\s*\(?([A-Ha-h])\)?"
                             r"(?:[.):,]|\s*$)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
@@ -186,6 +190,22 @@ def reworded_words(train: Views, bench: Views) -> int:
                if not w.isdigit() and process.extractOne(w, candidates, scorer=fuzz.ratio, score_cutoff=80) is None)
 
 
+def negated(train: Views, bench: Views) -> bool:
+    """The record asks the item's question the other way round: a negation of the item is missing from the record,
+    or (when the record is about the item's length, so no surrounding instructions) the record adds one. SQuAD v2
+    built its unanswerable questions this way ("What would create..." -> "What would not create...")."""
+    def missing(a: str, b: str) -> bool:
+        have = b.split()
+        for w in set(a.split()) & NEGATIONS:
+            # short words must match exactly ("not" is 80 % like "no"); longer ones may carry a typo ("nveer")
+            if w not in have and (len(w) <= 4 or not any(_fuzz().ratio(w, h) >= 80 for h in have)):
+                return True
+        return False
+
+    return missing(bench.core, train.core) or (
+        len(train.core) <= 1.3 * len(bench.core) and missing(train.core, bench.core))
+
+
 def passage_only(train: Views, bench: Views) -> bool:
     """The record shares the item's passage but asks another question (the item's last line is not in it)."""
     if bench.last_line is None:
@@ -249,6 +269,10 @@ def decide(f: dict[str, float | bool | None], threshold: float = PARAPHRASE_COSI
     strong = cos >= STRONG_COSINE and not passage and answer is not False
     reworded = ("embedding" in evidence and "answer" in evidence) or strong or (
         "choices" in evidence and "answer" in evidence)
+    if f.get("negated") and answer is not True and "choices" not in evidence and (copied or reworded):
+        # the same words asking the opposite, with neither the item's answer nor its choices: nothing of the item's
+        # solution is in the record (a negated multiple-choice stem with the same choices still leaks them)
+        return Decision(False, None, evidence + ["negated"], _score(f))
     changed = answer is False or bool(f.get("numbers_changed"))
     if copied:
         category = "similar-but-different" if changed else "gray-area" if f.get("reworded_words") else "duplicate"
@@ -271,6 +295,7 @@ def pair_features(train: Views, bench: Views, stats: BenchStats, j: int, unique_
     return {"exact_stem": bool(bench.stem) and train.stem == bench.stem,
             "core_similarity": _round(core_similarity(train, bench)),
             "reworded_words": reworded_words(train, bench),
+            "negated": negated(train, bench),
             "passage_only": passage_only(train, bench),
             "unique_ngrams": round(unique_hits / total, 4) if total else None,
             "cosine": _round(cosine),

@@ -84,10 +84,30 @@ def test_answer_agreement_numbers_and_text():
     ({"core_similarity": 0.99, "cosine": 0.99, "passage_only": True}, False, None),     # same passage, other question
     ({"core_similarity": 0.5, "cosine": 0.86, "answer_agrees": True, "answer_distinctive": False}, False, None),
     ({"exact_stem": True, "core_similarity": None, "choice_overlap": 0.0, "answer_agrees": False}, False, None),
+    ({"core_similarity": 0.98, "cosine": 0.99, "negated": True}, False, None),         # asks the opposite
+    ({"core_similarity": 0.98, "negated": True, "answer_agrees": True}, True, "duplicate"),  # ... same answer
+    ({"core_similarity": 0.98, "negated": True, "choice_overlap": 1.0}, True, "duplicate"),  # ... same choices
 ])
 def test_decisions(feats, removed, category):
     d = decide(feats)
     assert (d.removed, d.category) == (removed, category), d
+
+
+def test_negation_of_the_item_is_seen_typos_and_instructions_aside():
+    from tuneforge.data.decontam_match import negated
+
+    stats = BenchStats([QA("q", "x")])
+    item = _views(stats, "What would not create a conflict between problem X and problem C?")
+    plain = _views(stats, "What would create a conflict between problem X and problem C?")
+    assert negated(plain, item) and negated(item, plain)
+    assert not negated(_views(stats, "what would not create a conflict between problem X and problem C"), item)
+    exc = _views(stats, "All of the following are mammals EXCEPT which animal?")
+    assert not negated(_views(stats, "All of the following are mammals ecxept which animal?"), exc)  # a typo
+    assert negated(_views(stats, "All of the following are mammals, which animal?"), exc)
+    # a copy inside instructions that carry their own "do not": not a negation of the item
+    wrapped = _views(stats, "Do not explain, just answer. What would create a conflict between problem X and "
+                            "problem C? Keep it short and do not add anything else at all.")
+    assert not negated(wrapped, plain)
 
 
 def test_decontaminate_flags_removes_and_reports(fake, tmp_path):
