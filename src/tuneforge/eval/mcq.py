@@ -153,7 +153,7 @@ class McqScorer:
             return
         contexts = [self._truncate(e) for e in encoded]
         store = PrefixStore(self.model, contexts, prefix_groups(contexts), self._keep_kw)
-        if store.all_fit():
+        if store.all_fit(rows=self.batch_size):
             # every head stays cached, so batches are cut by what is left after each head, across heads: full and
             # with little padding (MMLU 0-shot: ~16-token subject heads, 10 questions each)
             left = [self._row_len(e) - store.plen(i) for i, e in enumerate(encoded)]
@@ -179,15 +179,19 @@ class McqScorer:
 
     def _batches(self, encoded: list[Encoded], order: list[int], lengths: Sequence[int] | None = None):
         """Consecutive slices of `order`: at most batch_size rows (a question is one row in shared mode, one per
-        choice in separate mode) and, with batch_tokens, at most that many padded tokens per forward."""
+        choice in separate mode) and at most batch_tokens padded tokens per forward — by default as many as
+        batch_size rows of the mean length, so the longest rows go in smaller batches instead of padding others."""
+        if not order:
+            return
+        length = (lambda j: lengths[j]) if lengths is not None else (lambda j: self._row_len(encoded[j]))
+        budget = self.batch_tokens or self.batch_size * sum(map(length, order)) / len(order)
         i = 0
         while i < len(order):
             rows, width, n = 0, 0, 0
             for j in order[i:]:
                 k = 1 if self.mode == "shared" else len(encoded[j].continuations)
-                w = max(width, lengths[j] if lengths is not None else self._row_len(encoded[j]))
-                if n and (rows + k > self.batch_size or
-                          (self.batch_tokens and (rows + k) * w > self.batch_tokens)):
+                w = max(width, length(j))
+                if n and (rows + k > self.batch_size or (rows + k) * w > budget):
                     break
                 rows, width, n = rows + k, w, n + 1
             yield order[i: i + n]

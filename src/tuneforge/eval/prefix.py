@@ -52,18 +52,34 @@ def prefix_groups(contexts: Sequence[Sequence[int]], min_prefix: int = MIN_PREFI
 def compute_prefix(model: Any, ids: Sequence[int], keep_kw: bool = True) -> list[tuple[Any, Any]] | None:
     """Per-layer (key, value) tensors of one prefix row, or None when the model's cache is not a plain
     per-layer KV cache (sliding-window / recurrent / hybrid layers: those score without prefix reuse)."""
+    return compute_prefixes(model, [ids], keep_kw)[0]
+
+
+def compute_prefixes(model: Any, heads: Sequence[Sequence[int]], keep_kw: bool = True
+                     ) -> list[list[tuple[Any, Any]] | None]:
+    """compute_prefix for several heads in one forward (left-padded, masked): a 16-token head alone runs at a third
+    of a full batch's tokens/s on a CPU, and MMLU has one per subject."""
     import torch
 
-    x = torch.tensor([list(ids)], device=model.device)
+    width = max(map(len, heads))
+    ids = torch.zeros((len(heads), width), dtype=torch.long)
+    att = torch.zeros((len(heads), width), dtype=torch.long)
+    for b, h in enumerate(heads):
+        ids[b, width - len(h):] = torch.tensor(list(h))
+        att[b, width - len(h):] = 1
     kw = {"logits_to_keep": 1} if keep_kw else {}
-    out = model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True, **kw)
-    cache = out.past_key_values
-    layers = getattr(cache, "layers", None)
+    if len(heads) > 1:
+        kw["position_ids"] = (att.cumsum(-1) - 1).clamp(min=0).to(model.device)
+    out = model(input_ids=ids.to(model.device), attention_mask=att.to(model.device), use_cache=True, **kw)
+    layers = getattr(out.past_key_values, "layers", None)
     if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
-        return None
-    if any(getattr(layer, "keys", None) is None or layer.keys.shape[-2] != len(ids) for layer in layers):
-        return None
-    return [(layer.keys, layer.values) for layer in layers]
+        return [None] * len(heads)
+    if any(getattr(layer, "keys", None) is None or layer.keys.shape[-2] != width for layer in layers):
+        return [None] * len(heads)
+    if len(heads) == 1:
+        return [[(layer.keys, layer.values) for layer in layers]]
+    return [[(layer.keys[b:b + 1, :, width - len(h):].clone(), layer.values[b:b + 1, :, width - len(h):].clone())
+             for layer in layers] for b, h in enumerate(heads)]
 
 
 def expand_cache(prefix: list[tuple[Any, Any]], rows: int) -> Any:
@@ -132,13 +148,27 @@ class PrefixStore:
                 if not self.left[g]:
                     self.kv.pop(g, None)
 
-    def all_fit(self, budget: int | None = None) -> bool:
-        """Whether every head's cache fits in `budget` bytes at once (measured on the first head)."""
+    def prefetch(self, rows: int = 8) -> None:
+        """Compute every head not computed yet, `rows` heads per forward."""
+        todo = [g for g in range(len(self.groups)) if g not in self.kv]
+        for k in range(0, len(todo), rows):
+            chunk = todo[k:k + rows]
+            for g, kv in zip(chunk, compute_prefixes(self.model, [self.heads[g] for g in chunk], self.keep_kw)):
+                self.kv[g] = kv
+
+    def all_fit(self, budget: int | None = None, rows: int = 8) -> bool:
+        """Whether every head's cache fits in `budget` bytes at once (measured on the first `rows` heads, computed
+        here); when they do, all the others are computed too."""
         budget = PREFIX_BUDGET_BYTES if budget is None else budget
         if not self.groups:
             return True
-        first = self.get(self.groups[0][1][0])
-        if first is None:
+        first = self.groups[:rows]
+        for g, kv in enumerate(compute_prefixes(self.model, self.heads[:rows], self.keep_kw)):
+            self.kv[g] = kv
+        if self.kv[0] is None:
             return False
-        per_token = sum(k.nbytes + v.nbytes for k, v in first[1]) / first[0]
-        return per_token * sum(p for p, _ in self.groups) <= budget
+        per_token = sum(k.nbytes + v.nbytes for k, v in self.kv[0]) / first[0][0]
+        if per_token * sum(p for p, _ in self.groups) > budget:
+            return False
+        self.prefetch(rows)
+        return True
