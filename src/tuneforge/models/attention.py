@@ -114,11 +114,15 @@ def _varlen_mask(*args, attention_mask=None, **kwargs):
     """Mask builder paired with the attention function: no dense mask for padding-free rows.
 
     A row without a padding mask needs none (segments are read from position_ids by the attention function); a
-    padded batch (evaluation, generation) gets the regular SDPA mask and is handled by the SDPA fallback.
+    padded batch (evaluation, generation) gets the regular SDPA mask and is handled by the SDPA fallback. So does a
+    forward after cached tokens (more keys than queries): "no mask" would reach SDPA as is_causal, which aligns the
+    triangle to the first key, so a multi-token step after a cache (a prompt after a shared head, draft tokens)
+    would not see most of the cache.
     """
     from transformers.masking_utils import sdpa_mask
 
-    if attention_mask is None or bool(attention_mask.all()):
+    no_cache = kwargs.get("q_length") == kwargs.get("kv_length") and not kwargs.get("kv_offset")
+    if no_cache and (attention_mask is None or bool(attention_mask.all())):
         return None
     return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
 

@@ -84,3 +84,22 @@ def test_auto_packing_switches_a_llama_to_per_sample_attention():
     model, packing = STAGE.prepare_model(_tiny("llama"), cfg)
     assert packing is True and model.config._attn_implementation == NAME
     assert cfg.data.packing == "auto"
+
+
+def test_a_model_left_on_per_sample_attention_generates_like_sdpa():
+    """After packed training the model stays on tuneforge_varlen; decoding after a cache (a prompt after a shared
+    head, draft tokens of a lone row) must still see the whole cache. A regression built no mask there, so SDPA's
+    is_causal hid most of the cache and the README demo's replies after training came out garbled."""
+    from tuneforge.models.generate import Sampling, generate_ids
+
+    reference = _tiny("llama").eval()
+    packed = _tiny("llama").eval()
+    assert use_varlen_attention(packed) and packed.config._attn_implementation == NAME
+    torch.manual_seed(3)
+    head = torch.randint(1, 64, (40,)).tolist()
+    # repeated n-grams invite prompt-lookup drafts; a 40-token shared head is prefilled once and reused
+    prompts = [head + [5, 6, 7, 5, 6, 7, 5, 6], head + [9, 8], [4, 4, 2, 4, 4, 2, 4, 4]]
+    s = Sampling(max_new_tokens=12)
+    want = generate_ids(reference, prompts, pad_id=0, sampling=s, batch_size=2, continuous=False)
+    for batch in (1, 2):
+        assert generate_ids(packed, prompts, pad_id=0, sampling=s, batch_size=batch, continuous=True) == want
