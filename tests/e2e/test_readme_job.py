@@ -23,3 +23,16 @@ def test_builtin_identity_demo_learns(tmp_path):
                  "adapter/tokenizer_config.json", "results.json"):
         assert (run / name).exists(), name
     assert "before / after training" in r.stdout
+    # The replies printed after training come from the in-process model (left on packed-training attention); the
+    # saved adapter, reloaded, must say exactly the same (a broken decode path once garbled only the former).
+    import torch
+
+    from tuneforge.config.load import builtin_config_path, load_config
+    from tuneforge.config.schema import ModelConfig
+    from tuneforge.eval.run import load_for_eval
+    from tuneforge.train.demo import demo_replies
+
+    cfg = load_config(builtin_config_path("identity"))  # what `tuneforge train` ran
+    model, tok = load_for_eval(ModelConfig(path="builtin:smollm2", adapter=str(run / "adapter")))
+    torch.set_num_threads(2)
+    assert demo_replies(model, tok, cfg) == [d["after"] for d in demo]
