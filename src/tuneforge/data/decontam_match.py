@@ -178,16 +178,23 @@ def core_similarity(train: Views, bench: Views) -> float | None:
     return _fuzz().ratio(bench.core, train.core) / 100
 
 
+TYPO_SIMILARITY = 80  # rapidfuzz ratio at which a word counts as another word with a typo ("nveer" for "never")
+
+
+def _typo_free_missing(word: str, words: list[str]) -> bool:
+    """`word` is not among `words`, not even with a typo."""
+    from rapidfuzz import process
+
+    return word not in words and process.extractOne(word, words, scorer=_fuzz().ratio,
+                                                    score_cutoff=TYPO_SIMILARITY) is None
+
+
 def reworded_words(train: Views, bench: Views) -> int:
     """Words of the item's core (numbers aside) that the record's core lacks, not even with a typo: replaced
     words (synonyms, a reworded frame) tell a rewording from a copy."""
-    from rapidfuzz import process
-
     have = set(train.core.split())
     candidates = list(have)
-    fuzz = _fuzz()
-    return sum(1 for w in set(bench.core.split()) - have
-               if not w.isdigit() and process.extractOne(w, candidates, scorer=fuzz.ratio, score_cutoff=80) is None)
+    return sum(1 for w in set(bench.core.split()) - have if not w.isdigit() and _typo_free_missing(w, candidates))
 
 
 def negated(train: Views, bench: Views) -> bool:
@@ -196,11 +203,9 @@ def negated(train: Views, bench: Views) -> bool:
     built its unanswerable questions this way ("What would create..." -> "What would not create...")."""
     def missing(a: str, b: str) -> bool:
         have = b.split()
-        for w in set(a.split()) & NEGATIONS:
-            # short words must match exactly ("not" is 80 % like "no"); longer ones may carry a typo ("nveer")
-            if w not in have and (len(w) <= 4 or not any(_fuzz().ratio(w, h) >= 80 for h in have)):
-                return True
-        return False
+        # short words must match exactly ("not" is 80 % like "no"); longer ones may carry a typo ("nveer")
+        return any(w not in have if len(w) <= 4 else _typo_free_missing(w, have)
+                   for w in set(a.split()) & NEGATIONS)
 
     return missing(bench.core, train.core) or (
         len(train.core) <= 1.3 * len(bench.core) and missing(train.core, bench.core))

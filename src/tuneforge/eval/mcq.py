@@ -152,7 +152,8 @@ class McqScorer:
                 yield None, idx
             return
         contexts = [self._truncate(e) for e in encoded]
-        store = PrefixStore(self.model, contexts, prefix_groups(contexts), self._keep_kw)
+        groups = prefix_groups(contexts)
+        store = PrefixStore(self.model, contexts, groups, self._keep_kw)
         if store.all_fit(rows=self.batch_size):
             # every head stays cached, so batches are cut by what is left after each head, across heads: full and
             # with little padding (MMLU 0-shot: ~16-token subject heads, 10 questions each)
@@ -164,7 +165,7 @@ class McqScorer:
             return
         # heads too big to keep together (a long few-shot head, many subjects): one head's questions at a time
         alone: list[int] = []
-        for plen, members in prefix_groups(contexts):
+        for plen, members in groups:
             mean_len = sum(self._row_len(encoded[i]) for i in members) / len(members)
             if not plen or plen < MIN_PREFIX_SHARE * mean_len or store.get(members[0]) is None:
                 alone += members  # a short head saves less than the batches cut at its borders cost

@@ -148,26 +148,24 @@ class PrefixStore:
                 if not self.left[g]:
                     self.kv.pop(g, None)
 
-    def prefetch(self, rows: int = 8) -> None:
-        """Compute every head not computed yet, `rows` heads per forward."""
-        todo = [g for g in range(len(self.groups)) if g not in self.kv]
+    def prefetch(self, rows: int = 8, upto: int | None = None) -> None:
+        """Compute the heads not computed yet (of the first `upto` groups; all by default), `rows` per forward."""
+        todo = [g for g in range(len(self.groups))[:upto] if g not in self.kv]
         for k in range(0, len(todo), rows):
             chunk = todo[k:k + rows]
             for g, kv in zip(chunk, compute_prefixes(self.model, [self.heads[g] for g in chunk], self.keep_kw)):
                 self.kv[g] = kv
 
     def all_fit(self, budget: int | None = None, rows: int = 8) -> bool:
-        """Whether every head's cache fits in `budget` bytes at once (measured on the first `rows` heads, computed
-        here); when they do, all the others are computed too."""
+        """Whether every head's cache fits in `budget` bytes at once (measured on the first head, computed here
+        with the next rows - 1); when they do, all the others are computed too."""
         budget = PREFIX_BUDGET_BYTES if budget is None else budget
         if not self.groups:
             return True
-        first = self.groups[:rows]
-        for g, kv in enumerate(compute_prefixes(self.model, self.heads[:rows], self.keep_kw)):
-            self.kv[g] = kv
+        self.prefetch(rows, upto=rows)
         if self.kv[0] is None:
             return False
-        per_token = sum(k.nbytes + v.nbytes for k, v in self.kv[0]) / first[0][0]
+        per_token = sum(k.nbytes + v.nbytes for k, v in self.kv[0]) / self.groups[0][0]
         if per_token * sum(p for p, _ in self.groups) > budget:
             return False
         self.prefetch(rows)
