@@ -2,6 +2,9 @@
 [exact_number]`. Seeded; train and held-out sets use different seeds and never share a question.
 
     python bench/make_arith.py --train 200 --heldout 50 --out examples/data
+
+arith_heldout2.jsonl (seed 2) is a second held-out set, written after the GRPO recipe was chosen and only scored
+by bench/bench_grpo.py at the end of a run: nothing was tuned on it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(a.out)
     seen = write(out / "arith_train.jsonl", a.train, 0, set())
-    write(out / "arith_heldout.jsonl", a.heldout, 1, seen)
+    seen |= write(out / "arith_heldout.jsonl", a.heldout, 1, seen)
+    write(out / "arith_heldout2.jsonl", a.heldout, 2, seen)
 
 
 if __name__ == "__main__":

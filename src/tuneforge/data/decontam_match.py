@@ -279,6 +279,12 @@ def decide(f: dict[str, float | bool | None], threshold: float = PARAPHRASE_COSI
         # solution is in the record (a negated multiple-choice stem with the same choices still leaks them)
         return Decision(False, None, evidence + ["negated"], _score(f))
     changed = answer is False or bool(f.get("numbers_changed"))
+    if (copied and not reworded and answer is False and f.get("reworded_words") and not f.get("numbers_changed")
+            and "choices" not in evidence):
+        # the same frame with a content word swapped and another answer ("the second busiest airport" vs "... container
+        # port"): another question about the same topic; a numeric edit (same words, new numbers) stays removed, as
+        # its item's solution template leaked
+        return Decision(False, None, evidence + ["other-question"], _score(f))
     if copied:
         category = "similar-but-different" if changed else "gray-area" if f.get("reworded_words") else "duplicate"
     elif reworded:

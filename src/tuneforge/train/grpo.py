@@ -1,6 +1,7 @@
 """Group-relative policy optimisation (stage: grpo) on TRL's GRPOTrainer: for each prompt, sample
 `align.num_generations` answers, score them with `align.rewards` (built-ins, your functions, or a trained rm run),
-and push the policy towards the answers that beat their group's mean. Held-out metric: mean reward on eval prompts.
+and push the policy towards the answers that beat their group's mean. Held-out metric: mean reward of one greedy
+answer per eval prompt (train/online_eval.py).
 
 This is also where LLaMA-Factory's `stage: ppo` goes (TRL 1.16 has no PPO trainer): online RLHF with a reward
 model is `stage: grpo` (or `rloo`) with `align.rewards: [rm:<rm run dir>]`.
@@ -16,6 +17,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.runs import RunDir
 from tuneforge.train.align_common import AlignStage
 from tuneforge.train.common import callbacks, make_trainer_class, training_args
+from tuneforge.train.online_eval import GreedyHeldOutReward
 from tuneforge.train.rewards import resolve_reward
 from tuneforge.train.rm import load_reward_model
 
@@ -70,7 +72,9 @@ class GrpoStage(AlignStage):
         args = training_args(cfg, run, has_eval=eval_ds is not None, args_class=getattr(trl, self.config_name),
                              generation_kwargs={"eos_token_id": stops}, **self.online_args(cfg))
         args.include_num_input_tokens_seen = "no"  # rollouts are generated inside the step: no input tokens to count
-        return make_trainer_class(getattr(trl, self.trainer_name))(
+        base = getattr(trl, self.trainer_name)
+        trainer_class = make_trainer_class(type(f"Greedy{base.__name__}", (GreedyHeldOutReward, base), {}))
+        return trainer_class(
             model=model, reward_funcs=funcs, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
             processing_class=tokenizer, reward_processing_classes=reward_tokenizers, peft_config=peft_config,
             callbacks=callbacks(cfg, run))
