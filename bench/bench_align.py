@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def child(args: argparse.Namespace, stage: str, data: str, out_dir: Path) -> dict:
+def child(args: argparse.Namespace, stage: str, data: str, out_dir: Path, steps: int, batch: int) -> dict:
     """One training run in a fresh interpreter; its results.json plus peak RSS and wall time."""
     overrides = [f"stage={stage}", "method=lora", f"model.path={args.model}", f"data.train={data}",
                  "data.template=auto", f"data.cutoff_len={args.cutoff}", "data.eval_split=0.1",
-                 f"train.max_steps={args.steps}", f"train.batch_size={args.batch}", f"train.lr={args.lr}",
+                 f"train.max_steps={steps}", f"train.batch_size={batch}", f"train.lr={args.lr}",
                  "train.logging_steps=1", f"output.dir={out_dir}", f"output.name={stage}", "output.overwrite=true",
                  "data.packing=false"]
     code = ("import json,sys; from tuneforge.config import load_config; from tuneforge.train.run import run_training;"
@@ -62,6 +62,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--cutoff", type=int, default=384)
     ap.add_argument("--lr", type=float, default=5e-5)
+    # The SFT baseline sees as many sequences per step as DPO (a pair is a chosen and a rejected sequence), and its
+    # peak RSS is reached within a few steps when most sequences fill data.cutoff_len: it need not run as long.
+    ap.add_argument("--sft-steps", type=int, default=None, help="default: --steps")
+    ap.add_argument("--sft-batch", type=int, default=None, help="default: 2 x --batch")
     ap.add_argument("--out", default="/tmp/tuneforge-bench-align")
     args = ap.parse_args()
     out = Path(args.out)
@@ -72,8 +76,9 @@ def main() -> None:
         jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in json.loads(data.read_text())))
         data = jsonl
     load0 = os.getloadavg()
-    runs = {"sft_lora": child(args, "sft", sft_copy(data, out / "sft.jsonl"), out),
-            "dpo_lora": child(args, "dpo", str(data), out)}
+    runs = {"sft_lora": child(args, "sft", sft_copy(data, out / "sft.jsonl"), out, args.sft_steps or args.steps,
+                              args.sft_batch or 2 * args.batch),
+            "dpo_lora": child(args, "dpo", str(data), out, args.steps, args.batch)}
     dpo = runs["dpo_lora"]["result"]
     report = {
         "args": vars(args), "load_before": load0, "load_after": os.getloadavg(), "runs": runs,

@@ -1,6 +1,6 @@
 """Planted contamination sets for `tuneforge decontam`: benchmark items hidden in training data, with labels.
 
-Four independent sets, built from the shared benchmarks (../shared/data, or $TUNEFORGE_SHARED_DATA):
+Five independent sets, built from the shared benchmarks (../shared/data, or $TUNEFORGE_SHARED_DATA):
 - ``tune``:    MMLU (570 test items), GSM8K (200 test), TruthfulQA (200) vs alpaca_en_demo. The defaults of
                tuneforge.data.decontam were chosen on this set.
 - ``holdout``: OpenBookQA (60 of its 100 items) and SQuAD v2 (250 questions of 3 articles) vs alpaca_en_demo +
@@ -11,6 +11,9 @@ Four independent sets, built from the shared benchmarks (../shared/data, or $TUN
                MMLU test items of the same subjects and other GSM8K train problems as negatives, ShareGPT records.
 - ``fresh2``:  built after the second rule change (negated questions, prompted by holdout) and never tuned on:
                the SQuAD v2 questions holdout left unused + MMLU test questions with a negation, in DPO demo data.
+               Its first run prompted the third rule change (a content word swapped, another answer), hence:
+- ``fresh3``:  built after that change and never tuned on: TruthfulQA, OpenBookQA and unused GSM8K train problems
+               in KTO demo data (messages + label), with copies answered by another accepted TruthfulQA answer.
 
 Positives (the record must be removed), with the category a reviewer would give them:
   verbatim        question (+ lettered choices) and the right answer                        duplicate
@@ -20,6 +23,7 @@ Positives (the record must be removed), with the category a reviewer would give 
   with_context    the question inside a longer prompt (instructions, a passage)              duplicate
   paraphrase      rule-based rewrite (synonym swaps, reworded frames, reordered sentences)   gray-area
   numeric_edit    the numbers in the question changed (answer changes with them)             similar-but-different
+  alt_answer      (fresh3) the question with another of the benchmark's accepted answers     duplicate
 Negatives (must be kept): same-topic questions (MMLU dev of the same subjects, incl. template siblings such as
 moral_scenarios; GSM8K train problems; other questions about the same SQuAD passages; the OpenBookQA items left
 out of the benchmark file; hand-written trivia) and the unrelated training rows.
@@ -40,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DUPLICATE, GRAY, SIMILAR = "duplicate", "gray-area", "similar-but-different"
 EXPECTED = {"verbatim": DUPLICATE, "stem_only": DUPLICATE, "choice_shuffle": DUPLICATE, "light_edit": DUPLICATE,
-            "with_context": DUPLICATE, "paraphrase": GRAY, "numeric_edit": SIMILAR}
+            "with_context": DUPLICATE, "paraphrase": GRAY, "numeric_edit": SIMILAR, "alt_answer": DUPLICATE}
 
 
 def shared_data() -> Path:
@@ -312,22 +316,26 @@ def build_holdout(data: Path, out: Path, seed: int = 29) -> PlantedSet:
     return PlantedSet("holdout", [_messages(r) for r in records], labels, against)
 
 
+FRESH = ("fresh", "fresh2", "fresh3")
+SETS = ("tune", "holdout", *FRESH)
+
+
 def build(name: str, out: Path, data: Path | None = None) -> PlantedSet:
     data = data or shared_data()
     if name == "tune":
         return build_tune(data)
     if name == "holdout":
         return build_holdout(data, out)
-    if name in ("fresh", "fresh2"):
-        from decontam_planted_fresh import build_fresh, build_fresh2  # they reuse this module's builders
+    if name in FRESH:
+        import decontam_planted_fresh  # its builders reuse this module's
 
-        return (build_fresh if name == "fresh" else build_fresh2)(data, out)
-    raise SystemExit(f"unknown set {name!r} (tune | holdout | fresh | fresh2)")
+        return getattr(decontam_planted_fresh, f"build_{name}")(data, out)
+    raise SystemExit(f"unknown set {name!r} ({' | '.join(SETS)})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--set", default="tune", choices=["tune", "holdout", "fresh", "fresh2"])
+    ap.add_argument("--set", default="tune", choices=SETS)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     ps = build(a.set, a.out)

@@ -98,3 +98,71 @@ def _preference(rec: dict) -> dict:
     user = rec["instruction"] + ("\n" + rec["input"] if rec.get("input") else "")
     return {"conversations": [{"from": "human", "value": user}], "chosen": {"from": "gpt", "value": rec["output"]},
             "rejected": {"from": "gpt", "value": "I am not sure."}}
+
+
+SCIENCE = ("astronomy", "anatomy", "college_biology", "conceptual_physics", "high_school_biology",
+           "high_school_chemistry", "high_school_physics", "nutrition")
+
+
+def _alt_answer(r: dict) -> str | None:
+    """Another of TruthfulQA's accepted answers than the best one (a leak that words the answer differently)."""
+    others = [a.strip() for a in r["Correct Answers"].split(";") if a.strip() and a.strip() != r["Best Answer"]]
+    return others[0] if others else None
+
+
+def build_fresh3(data: Path, out: Path, seed: int = 71) -> PlantedSet:
+    """Built after the third rule change (a copied frame with a content word swapped and another answer is another
+    question), which `fresh2`'s SQuAD v2 false positives prompted, and not tuned on: TruthfulQA (150 items as the
+    benchmark, the other 50 as same-topic negatives; copies answered with another of its accepted answers),
+    OpenBookQA (all 100; MMLU science questions as negatives) and 300 GSM8K train problems not used before (numeric
+    edits; the next 100 problems as negatives), hidden in LLaMA-Factory's KTO demo data (OpenAI messages + label)."""
+    rng = random.Random(seed)
+    tqa = _jsonl(data / "truthfulqa/truthfulqa_dev_subset.jsonl")
+    rng.shuffle(tqa)
+    tqa_bench, tqa_neg = tqa[:150], tqa[150:]
+    obqa = _jsonl(data / "openbookqa/openbookqa_dev_subset.jsonl")
+    gsm = _jsonl(data / "gsm8k/train.jsonl")
+    gsm_bench, gsm_neg = gsm[3000:3300], gsm[3300:3400]
+    out.mkdir(parents=True, exist_ok=True)
+    against = [out / "truthfulqa_bench.jsonl", out / "openbookqa_bench.jsonl", out / "gsm8k_train_bench.jsonl"]
+    for path, rows in zip(against, (tqa_bench, obqa, gsm_bench)):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    planted = []
+    for n, r in enumerate(tqa_bench[:48]):
+        kind = (OPEN_KINDS + ("alt_answer",))[n % (len(OPEN_KINDS) + 1)]
+        alt = _alt_answer(r)
+        if kind == "alt_answer" and alt:
+            rec = {"instruction": r["Question"], "input": "", "output": alt}
+        else:
+            kind = "verbatim" if kind == "alt_answer" else kind
+            rec = open_record(kind, r["Question"], r["Best Answer"], rng, n)
+        planted.append(_pos(rec, kind, f"tqa-{r['id']}", r["Question"]))
+    for n, i in enumerate(rng.sample(range(len(obqa)), 48)):
+        kind = MCQ_KINDS[n % len(MCQ_KINDS)]
+        q = obqa[i]["question"]
+        choices = [c["text"] for c in q["choices"]]
+        answer = [c["label"] for c in q["choices"]].index(obqa[i]["answerKey"])
+        planted.append(_pos(mcq_record(kind, q["stem"], choices, answer, rng, n), kind, f"obqa-{obqa[i]['id']}",
+                            q["stem"]))
+    kinds = OPEN_KINDS + ("numeric_edit",)
+    for n, r in enumerate(gsm_bench[:48]):
+        kind = kinds[n % len(kinds)]
+        planted.append(_pos(open_record(kind, r["question"], r["answer"], rng, n), kind, "gsm-train", r["question"]))
+    for r in tqa_neg:
+        planted.append(_neg({"instruction": r["Question"], "input": "", "output": r["Best Answer"]},
+                            "same_topic_truthfulqa"))
+    for r in (r for r in _jsonl(data / "mmlu/test_dev_subset.jsonl") if r["subject"] in SCIENCE):
+        planted.append(_neg({"instruction": r["question"], "input": _lettered(r["choices"]),
+                             "output": r["choices"][r["answer"]]}, "same_topic_mmlu"))
+    for r in gsm_neg:
+        planted.append(_neg({"instruction": r["question"], "input": "", "output": r["answer"]}, "same_topic_gsm8k"))
+    planted += [_neg({"instruction": q, "input": "", "output": a}, "trivia") for q, a in TRIVIA_NEGATIVES]
+    base = json.loads((data / "llamafactory_demo/kto_en_demo.json").read_text(encoding="utf-8"))
+    records, labels = _mix(base, [(_kto(r), lab) for r, lab in planted], rng)
+    return PlantedSet("fresh3", records, labels, against)
+
+
+def _kto(rec: dict) -> dict:
+    user = rec["instruction"] + ("\n" + rec["input"] if rec.get("input") else "")
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}],
+            "label": True}

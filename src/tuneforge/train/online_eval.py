@@ -17,7 +17,7 @@ class GreedyHeldOutReward:
     eval_rewards/<name>/mean, eval_completions/mean_length, eval_completions/clipped_ratio}. It logs them and calls
     the callbacks' `on_evaluate` (early stopping, sweep pruning) as the Trainer's own evaluate does."""
 
-    eval_batch_size = 16
+    min_eval_rows = 32  # decoding a small model on a CPU is bound by reading the weights: more rows cost little
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict:
         import torch
@@ -42,12 +42,14 @@ class GreedyHeldOutReward:
             with torch.no_grad():
                 completion_ids = generate_ids(model, prompt_ids, pad_id=pad, stop_ids=list(self.eos_token_ids),
                                               sampling=Sampling(max_new_tokens=self.args.max_completion_length),
-                                              batch_size=self.eval_batch_size)
+                                              batch_size=max(self.min_eval_rows,
+                                                                         self.args.per_device_eval_batch_size))
             completions = tok.batch_decode(completion_ids, skip_special_tokens=True)
             per_func = self._calculate_rewards(rows, prompts, completions, completion_ids)  # gathered, (N, funcs)
             weights = self.reward_weights.to(per_func.device).unsqueeze(0)
             total = (per_func * weights).nansum(dim=1)
-            clipped = [not ids or ids[-1] not in self.eos_token_ids for ids in completion_ids]
+            # the core returns answers without their stop token: an answer is cut when it used every new token
+            clipped = [len(ids) >= self.args.max_completion_length for ids in completion_ids]
             p = metric_key_prefix
             metrics = {f"{p}_reward": total.mean().item(), f"{p}_reward_std": total.std().item() if len(total) > 1
                        else 0.0, f"{p}_completions/mean_length": sum(map(len, completion_ids)) / len(completion_ids),
