@@ -36,6 +36,8 @@ NEGATIONS = frozenset({"not", "no", "nor", "none", "never", "neither", "nothing"
 _LETTER_ANSWER = re.compile(r"^\s*(?:the\s+)?(?:answer|right option|option)?\s*(?:is)?\s*[:\-]?\s*\(?([A-Ha-h])\)?"
                             r"(?:[.):,]|\s*$)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
+_ABSTAIN = re.compile(r"\b(?:unanswerable|no answer|cannot be answered|can ?not answer|not (?:mentioned|stated|given|"
+                      r"in the (?:passage|text|context))|does not say|doesn t say|unknown)\b")
 
 
 def _numbers(text: str) -> tuple[str, ...]:
@@ -55,6 +57,7 @@ class Views:
     numbers: tuple[str, ...]  # numbers in the stem
     text: str  # normalised question + answer (for n-gram search)
     last_line: str | None  # the question after a passage (a multi-line stem's last line), else None
+    unanswerable: bool = False  # a benchmark item whose right output is to abstain (SQuAD v2)
 
 
 def resolve_answer(qa: QA) -> str:
@@ -125,7 +128,7 @@ class BenchStats:
         last = lines[-1] if len(lines) >= 2 and len(lines[-1].split()) >= 3 and \
             len(stem) >= 3 * len(lines[-1]) else None
         return Views(stem, " ".join(self.strip(stem.split())), tuple(normalize(c) for c in qa.choices),
-                     norm, final, numeric, _numbers(qa.stem_text), normalize(qa.text), last)
+                     norm, final, numeric, _numbers(qa.stem_text), normalize(qa.text), last, qa.unanswerable)
 
     def unique_hits(self, text: str) -> Counter[int]:
         """item -> number of its unique n-grams found in `text` (normalised)."""
@@ -278,6 +281,11 @@ def decide(f: dict[str, float | bool | None], threshold: float = PARAPHRASE_COSI
         # the same words asking the opposite, with neither the item's answer nor its choices: nothing of the item's
         # solution is in the record (a negated multiple-choice stem with the same choices still leaks them)
         return Decision(False, None, evidence + ["negated"], _score(f))
+    if f.get("answers_unanswerable") and (f.get("reworded_words") or f.get("numbers_changed") or not copied):
+        # SQuAD v2 wrote its unanswerable items by changing a word or number of an answerable question about the same
+        # passage: a record that answers a question a word away from one is that answerable question (or another),
+        # and holds nothing of the item's solution, which is to abstain. A verbatim copy stays removed.
+        return Decision(False, None, evidence + ["answers-unanswerable"], _score(f))
     changed = answer is False or bool(f.get("numbers_changed"))
     if (copied and not reworded and answer is False and f.get("reworded_words") and not f.get("numbers_changed")
             and "choices" not in evidence):
@@ -313,7 +321,8 @@ def pair_features(train: Views, bench: Views, stats: BenchStats, j: int, unique_
             "choice_overlap": _round(choice_overlap(train, bench, stats)),
             "answer_agrees": answer,
             "answer_distinctive": stats.answer_df[bench.answer] < BOILER_MIN_DF,
-            "numbers_changed": bool(bench.numbers) and sorted(train.numbers) != sorted(bench.numbers)}
+            "numbers_changed": bool(bench.numbers) and sorted(train.numbers) != sorted(bench.numbers),
+            "answers_unanswerable": bench.unanswerable and bool(train.answer) and not _ABSTAIN.search(train.answer)}
 
 
 def _round(x: float | None) -> float | None:

@@ -28,6 +28,7 @@ class QA:
     line: int = 0
     stem: str = ""
     choices: tuple[str, ...] = ()
+    unanswerable: bool = False  # a SQuAD v2 item with no answer: the right output is to abstain
 
     @property
     def text(self) -> str:
@@ -218,7 +219,7 @@ def extract_qa(row: Row, layout: str, spec: FieldSpec | None = None) -> QA:
                         line=row.line) from None
     q, a = parts[0], parts[1]
     stem, choices = (parts[2], parts[3]) if len(parts) == 4 else split_choices(q)
-    return QA(q, a, row.file, row.line, stem, choices)
+    return QA(q, a, row.file, row.line, stem, choices, unanswerable=layout == "squad" and not a)
 
 
 def rows_to_qas(rows: list[Row], spec: FieldSpec | None = None) -> list[QA]:
