@@ -203,13 +203,13 @@ def test_every_search_and_category_is_used(planted_run):
 
 
 # The harder planted sets of bench/decontam_planted.py: `tune` (MMLU, GSM8K, TruthfulQA; the defaults were chosen
-# on it), `holdout` (OpenBookQA, SQuAD v2; two rule changes came from it), `fresh` and `fresh2` (built after those
-# changes, never tuned on). bench/bench_decontam_quality.py reports them against the MiniLM-cosine baseline.
-# Precision floors are what each set measured, less a little: the 0.95 goal is not met on fresh2 (docs/decontam.md).
-PRECISION_FLOOR = {"tune": 0.95, "holdout": 0.94, "fresh": 0.95, "fresh2": 0.88}
+# on it), `holdout` (OpenBookQA, SQuAD v2; two rule changes came from it), `fresh` (built after the first), `fresh2`
+# (built after the second; two more came from it) and `fresh3` (built after those, never tuned on).
+# bench/bench_decontam_quality.py reports them against the MiniLM-cosine baseline. The goal is 0.95 everywhere.
+PRECISION_FLOOR = {"tune": 0.95, "holdout": 0.95, "fresh": 0.95, "fresh2": 0.95, "fresh3": 0.95}
 
 
-@pytest.mark.parametrize("name", ["tune", "holdout", "fresh", "fresh2"])
+@pytest.mark.parametrize("name", ["tune", "holdout", "fresh", "fresh2", "fresh3"])
 def test_bench_planted_sets(name, tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     from decontam_planted import build
@@ -226,8 +226,7 @@ def test_bench_planted_sets(name, tmp_path):
     false = [ps.labels[i]["kind"] for i in sorted(removed - positives)]
     print(f"{name}: recall {recall:.3f}, precision {precision:.3f}, category accuracy {right / len(positives):.3f}")
     assert recall >= 0.98, f"recall {recall:.3f}; missed kinds {missed}"
-    # measured: tune 0.989, holdout 0.955, fresh 1.000, fresh2 0.902 (SQuAD v2's unanswerable questions are one-word
-    # edits of answerable ones about the same passages)
+    # measured: tune 0.989, holdout 0.982, fresh 1.000, fresh2 0.981, fresh3 1.000
     assert precision >= PRECISION_FLOOR[name], f"precision {precision:.3f}; false positives {false}"
     assert right / len(positives) >= 0.9
 

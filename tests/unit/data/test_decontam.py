@@ -87,10 +87,35 @@ def test_answer_agreement_numbers_and_text():
     ({"core_similarity": 0.98, "cosine": 0.99, "negated": True}, False, None),         # asks the opposite
     ({"core_similarity": 0.98, "negated": True, "answer_agrees": True}, True, "duplicate"),  # ... same answer
     ({"core_similarity": 0.98, "negated": True, "choice_overlap": 1.0}, True, "duplicate"),  # ... same choices
+    # a content word swapped, another answer: another question ("second busiest airport" vs "... container port")
+    ({"core_similarity": 0.9, "reworded_words": 1, "answer_agrees": False}, False, None),
+    ({"core_similarity": 0.9, "reworded_words": 1, "answer_agrees": False, "numbers_changed": True}, True,
+     "similar-but-different"),                                                          # ... a numeric edit stays
+    ({"core_similarity": 0.9, "reworded_words": 1, "answer_agrees": True}, True, "gray-area"),  # ... same answer
+    # an answer to a question a word away from a SQuAD v2 unanswerable item; a verbatim copy stays removed
+    ({"core_similarity": 0.9, "reworded_words": 1, "answers_unanswerable": True}, False, None),
+    ({"core_similarity": 0.5, "cosine": 0.95, "reworded_words": 3, "answers_unanswerable": True}, False, None),
+    ({"core_similarity": 1.0, "reworded_words": 0, "answers_unanswerable": True}, True, "duplicate"),
 ])
 def test_decisions(feats, removed, category):
     d = decide(feats)
     assert (d.removed, d.category) == (removed, category), d
+
+
+def test_unanswerable_items_and_abstaining_answers():
+    from tuneforge.data.decontam_match import pair_features
+    from tuneforge.data.qa_fields import extract_qa
+    from tuneforge.data.readers import Row
+
+    item = extract_qa(Row({"question": "When did Herve serve as a Norman general?", "answers": {"text": []}},
+                          "b.jsonl", 1), "squad")
+    answered = extract_qa(Row({"question": "x", "answers": {"text": ["1050s"]}}, "b.jsonl", 2), "squad")
+    assert item.unanswerable and not answered.unanswerable
+    stats = BenchStats([item])
+    bench = stats.views[0]
+    for reply, expected in (("In the 1050s.", True), ("The passage does not say.", False), ("", False)):
+        rec = _views(stats, "When did Herve serve as a Byzantine general?", reply)
+        assert pair_features(rec, bench, stats, 0, 0, 0.7)["answers_unanswerable"] is expected, reply
 
 
 def test_negation_of_the_item_is_seen_typos_and_instructions_aside():
