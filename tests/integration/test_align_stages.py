@@ -74,3 +74,7 @@ def test_online_stages_raise_held_out_reward(tiny_llama, tmp_path, stage):
     assert out["eval_reward"] >= out["start_eval_reward"] + 0.15, out
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/length_target/mean" in r for r in rows) and (run / "plots" / "reward.png").exists()
+    # the held-out reward is one greedy answer per prompt (train/online_eval.py), logged like any evaluation
+    final = [r for r in rows if "eval_reward" in r]
+    assert final and final[-1]["eval_reward"] == pytest.approx(out["eval_reward"]), rows[-2:]
+    assert 0 < out["eval_completions/mean_length"] <= 16 and 0 <= out["eval_completions/clipped_ratio"] <= 1
