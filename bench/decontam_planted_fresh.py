@@ -7,8 +7,8 @@ import random
 import re
 from pathlib import Path
 
-from decontam_planted import (MCQ_KINDS, OPEN_KINDS, TRIVIA_NEGATIVES, PlantedSet, _jsonl, _lettered, _mix, _neg,
-                              _norm, _pos, mcq_record, open_record)
+from decontam_planted import (MCQ_KINDS, OPEN_KINDS, TRIVIA_NEGATIVES, PlantedSet, _jsonl, _lettered, _messages,
+                              _mix, _neg, _norm, _pos, mcq_record, open_record)
 
 
 def build_fresh(data: Path, out: Path, seed: int = 41) -> PlantedSet:
@@ -88,10 +88,15 @@ def build_fresh2(data: Path, out: Path, seed: int = 53) -> PlantedSet:
         if r["subject"] in subjects and _norm(r["question"]) not in test_stems:
             planted.append(_neg({"instruction": r["question"], "input": _lettered(r["choices"]),
                                  "output": r["choices"][r["answer"]]}, "same_topic_mmlu"))
-    planted += [_neg({"instruction": q, "input": "", "output": a}, "trivia") for q, a in TRIVIA_NEGATIVES]
-    base = json.loads((data / "llamafactory_demo/dpo_en_demo.json").read_text(encoding="utf-8"))
-    records, labels = _mix(base, [(_preference(r), lab) for r, lab in planted], rng)
-    return PlantedSet("fresh2", records, labels, against)
+    return _hide("fresh2", planted, data / "llamafactory_demo/dpo_en_demo.json", _preference, rng, against)
+
+
+def _hide(name: str, planted: list, host: Path, layout, rng: random.Random, against: list[Path]) -> PlantedSet:
+    """The planted records (+ the trivia negatives) in the host file's layout, mixed into its records."""
+    planted = planted + [_neg({"instruction": q, "input": "", "output": a}, "trivia") for q, a in TRIVIA_NEGATIVES]
+    base = json.loads(host.read_text(encoding="utf-8"))
+    records, labels = _mix(base, [(layout(r), lab) for r, lab in planted], rng)
+    return PlantedSet(name, records, labels, against)
 
 
 def _preference(rec: dict) -> dict:
@@ -156,13 +161,8 @@ def build_fresh3(data: Path, out: Path, seed: int = 71) -> PlantedSet:
                              "output": r["choices"][r["answer"]]}, "same_topic_mmlu"))
     for r in gsm_neg:
         planted.append(_neg({"instruction": r["question"], "input": "", "output": r["answer"]}, "same_topic_gsm8k"))
-    planted += [_neg({"instruction": q, "input": "", "output": a}, "trivia") for q, a in TRIVIA_NEGATIVES]
-    base = json.loads((data / "llamafactory_demo/kto_en_demo.json").read_text(encoding="utf-8"))
-    records, labels = _mix(base, [(_kto(r), lab) for r, lab in planted], rng)
-    return PlantedSet("fresh3", records, labels, against)
+    return _hide("fresh3", planted, data / "llamafactory_demo/kto_en_demo.json", _kto, rng, against)
 
 
 def _kto(rec: dict) -> dict:
-    user = rec["instruction"] + ("\n" + rec["input"] if rec.get("input") else "")
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}],
-            "label": True}
+    return {**_messages(rec), "label": True}
