@@ -124,7 +124,8 @@ class PretokenizedDataset:
     """Mixin for TRL's DPO/KTO trainers. Private upstream API, overridden on purpose: `_prepare_dataset` would
     re-tokenize from strings with its own prompt/answer split and truncation; our rows already hold `prompt_ids`
     and the answer ids from the SFT template code, cut and counted (data/preference_tokenize.py), so they pass
-    through. tests/unit/train/test_align_upstream.py fails loudly if TRL renames it or changes its signature."""
+    through. tests/unit/train/test_align_rewards.py (upstream hooks) fails loudly if TRL renames it or changes its
+    signature."""
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if "prompt_ids" not in dataset.column_names:

@@ -28,8 +28,8 @@ class GreedyHeldOutReward:
         rows = list(eval_dataset if eval_dataset is not None else self.eval_dataset or [])
         if not rows:
             return {}
-        # Each process scores its share; the rewards are gathered across processes below.
-        rows = rows[self.accelerator.process_index::self.accelerator.num_processes]
+        # Every process scores every prompt (a held-out set is small): TRL gathers the rewards across processes, and
+        # equal copies leave the mean as it is, where uneven shards would not gather at all.
         tok = self.processing_class
         prompts = [r["prompt"] for r in rows]
         # The prompts are rendered text, tokenized the way TRL tokenizes them for the rollouts.
@@ -45,6 +45,8 @@ class GreedyHeldOutReward:
                                               batch_size=max(self.min_eval_rows,
                                                                          self.args.per_device_eval_batch_size))
             completions = tok.batch_decode(completion_ids, skip_special_tokens=True)
+            # private TRL API, on purpose: it scores with every reward kind (functions, rm models) exactly as the
+            # rollouts are scored; tests/unit/train/test_align_rewards.py watches its signature
             per_func = self._calculate_rewards(rows, prompts, completions, completion_ids)  # gathered, (N, funcs)
             weights = self.reward_weights.to(per_func.device).unsqueeze(0)
             total = (per_func * weights).nansum(dim=1)

@@ -73,6 +73,14 @@ def test_upstream_trl_hooks_we_override_keep_their_shape():
     for cls in (CPOTrainer, ORPOTrainer):
         assert list(inspect.signature(cls.tokenize_row).parameters)[:2] == ["self", "feature"], cls
     assert "calculate_KL" in inspect.getsource(KTOTrainer._prepare_dataset)
+    # train/online_eval.py scores held-out answers with the online trainers' private reward helper and attributes
+    from trl import GRPOTrainer, RLOOTrainer
+
+    for cls in (GRPOTrainer, RLOOTrainer):
+        params = list(inspect.signature(cls._calculate_rewards).parameters)
+        assert params == ["self", "inputs", "prompts", "completions", "completion_ids_list"], (cls, params)
+        init = inspect.getsource(cls.__init__)
+        assert all(f"self.{a} =" in init for a in ("reward_weights", "reward_func_names", "eos_token_ids", "_metrics"))
 
 
 def test_align_examples_load_and_validate():
