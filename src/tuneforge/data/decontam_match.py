@@ -287,8 +287,8 @@ def decide(f: dict[str, float | bool | None], threshold: float = PARAPHRASE_COSI
         # and holds nothing of the item's solution, which is to abstain. A verbatim copy stays removed.
         return Decision(False, None, evidence + ["answers-unanswerable"], _score(f))
     changed = answer is False or bool(f.get("numbers_changed"))
-    if (copied and not reworded and answer is False and f.get("reworded_words") and not f.get("numbers_changed")
-            and "choices" not in evidence):
+    if (copied and answer is False and f.get("reworded_words") and not f.get("numbers_changed")
+            and "choices" not in evidence):  # (a disagreeing answer already rules out "reworded")
         # the same frame with a content word swapped and another answer ("the second busiest airport" vs "... container
         # port"): another question about the same topic; a numeric edit (same words, new numbers) stays removed, as
         # its item's solution template leaked
