@@ -78,3 +78,27 @@ def test_online_stages_raise_held_out_reward(tiny_llama, tmp_path, stage):
     final = [r for r in rows if "eval_reward" in r]
     assert final and final[-1]["eval_reward"] == pytest.approx(out["eval_reward"]), rows[-2:]
     assert 0 < out["eval_completions/mean_length"] <= 16 and 0 <= out["eval_completions/clipped_ratio"] <= 1
+
+
+def test_dpo_training_steps_take_the_shared_prompt_path(tiny_llama, tmp_path, monkeypatch):
+    """TRL's own training and evaluation calls reach the shared-prompt forward (not its padded fallback), and
+    `align.share_prompt=false` keeps them on TRL's head."""
+    from tuneforge.train import shared_prompt
+
+    calls = []
+    real = shared_prompt.shared_prompt_forward
+
+    def counted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(shared_prompt, "shared_prompt_forward", counted)
+    tr, ev = write_pairs(tmp_path / "train.jsonl", 8, 0), write_pairs(tmp_path / "eval.jsonl", 4, 1)
+    train(tiny_llama, tmp_path, "dpo", tr, ev, "train.max_steps=2", "train.batch_size=4")
+    # 2 steps x (policy + reference) + 2 evaluations (start, end) x (policy + reference)
+    assert len(calls) >= 8 and all(calls), calls
+    calls.clear()
+    train(tiny_llama, tmp_path, "dpo", tr, ev, "train.max_steps=1", "align.share_prompt=false",
+          "output.name=padded")
+    assert calls == []

@@ -31,6 +31,9 @@ class AlignConfig(BaseModel):
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO target reward margin.")
     precompute_ref: bool = Field(False, description="Compute reference log-probs once before training (full "
                                  "fine-tuning then holds no reference copy during training).")
+    share_prompt: bool = Field(True, description="dpo: run each pair's prompt once (chosen and rejected answers "
+                               "attend to one copy, no padding) and project only answer tokens through the LM head; "
+                               "same log-probs, less time and memory. Off: TRL's padded batch.")
     kto_desirable_weight: float = Field(1.0, gt=0, description="KTO weight of desirable (label true) samples.")
     kto_undesirable_weight: float = Field(1.0, gt=0, description="KTO weight of undesirable samples.")
 

@@ -11,7 +11,9 @@ A layer's sliding window (Mistral, Qwen2, Gemma 2/3) and logit soft-capping (Gem
 segment (a band mask, or eager math for soft-capping), so the packed result equals each sample run alone.
 
 Segments come from `cu_seq_lens_q` when the collator provides it (flash-attention convention), else from
-`position_ids` restarting. Anything that is not a packed training forward (a padding mask, decoding with a cache)
+`position_ids` restarting. A segment whose positions restart at p > 0 (not 0) after a segment that started at 0 is a
+*branch*: it continues the first p tokens of that sample, so it also attends to them (a preference pair's chosen and
+rejected answers after one copy of their prompt: `train/shared_prompt.py`). Anything that is not a packed training forward (a padding mask, decoding with a cache)
 falls back to transformers' own SDPA path, so a model left on this implementation still generates correctly.
 """
 
@@ -48,32 +50,64 @@ def segment_lengths(position_ids: torch.Tensor | None = None, cu_seq_lens: torch
     return lens
 
 
-def _row_segments(kwargs: dict, batch: int, q_len: int) -> list[list[int]] | None:
-    """Segment lengths of every row, or None when no row holds more than one sample."""
+def branch_prefixes(position_ids: torch.Tensor, lens: list[int]) -> list[tuple[int, int]]:
+    """(start of the sample's first segment, tokens of it seen) for each segment of one row; (0, 0) = no prefix.
+
+    A segment starting at position p > 0 after a segment that started at 0 (and is at least p long) is a branch of
+    that sample: it sees the sample's first p tokens. A row that opens with p > 0 (a sample cut across rows) has
+    nothing to branch from and stays on its own, as before.
+    """
+    pos = position_ids.reshape(-1)
+    out, root, start = [], None, 0
+    for n in lens:
+        first = int(pos[start])
+        if first == 0:
+            root = (start, n)
+            out.append((0, 0))
+        elif root is not None and first <= root[1]:
+            out.append((root[0], first))
+        else:
+            out.append((0, 0))
+        start += n
+    return out
+
+
+def _row_segments(kwargs: dict, batch: int, q_len: int) -> list[list[tuple[int, int, int]]] | None:
+    """(length, prefix start, prefix length) of every segment of every row, or None when no row holds more than one
+    sample."""
     cu = kwargs.get("cu_seq_lens_q")
     if cu is not None and batch == 1:
-        rows = [segment_lengths(cu_seq_lens=cu, total=q_len)]
+        rows = [[(n, 0, 0) for n in segment_lengths(cu_seq_lens=cu, total=q_len)]]
     else:
         pos = kwargs.get("position_ids")
         if pos is None:
             return None
         pos = pos.expand(batch, -1) if pos.shape[0] != batch else pos
-        rows = [segment_lengths(position_ids=p, total=q_len) for p in pos]
+        rows = []
+        for p in pos:
+            lens = segment_lengths(position_ids=p, total=q_len)
+            rows.append([(n, *pre) for n, pre in zip(lens, branch_prefixes(p, lens))])
     return rows if any(len(r) > 1 for r in rows) else None
 
 
-def _segment_attention(q, k, v, dropout: float, scaling, window: int | None, softcap: float | None):
-    """Causal attention inside one sample, honouring the layer's sliding window and logit soft-capping."""
+def _segment_attention(q, k, v, dropout: float, scaling, window: int | None, softcap: float | None,
+                       prefix_k=None, prefix_v=None):
+    """Causal attention inside one sample, honouring the layer's sliding window and logit soft-capping; a branch
+    also attends to all of its sample's first tokens (`prefix_k` / `prefix_v`), which come before it."""
     gqa = q.shape[1] != k.shape[1]
     n = q.shape[2]
-    windowed = bool(window) and n > window
-    if not softcap and not windowed:
+    p = 0 if prefix_k is None else prefix_k.shape[2]
+    windowed = bool(window) and n + p > window
+    if not softcap and not windowed and not p:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True,
                                               enable_gqa=gqa)
-    i = torch.arange(n, device=q.device)
-    allowed = i[None, :] <= i[:, None]
+    if p:
+        k, v = torch.cat([prefix_k, k], dim=2), torch.cat([prefix_v, v], dim=2)
+    i = torch.arange(n, device=q.device) + p  # query positions inside the sample
+    j = torch.arange(n + p, device=q.device)  # key positions: the prefix, then the branch itself
+    allowed = j[None, :] <= i[:, None]
     if windowed:  # transformers' rule: key j is visible from query i when i - j < window
-        allowed &= (i[:, None] - i[None, :]) < window
+        allowed &= (i[:, None] - j[None, :]) < window
     if not softcap:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling,
                                               enable_gqa=gqa)
@@ -102,9 +136,14 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout: floa
                                       is_causal=is_causal, **kwargs)
     window, softcap = kwargs.get("sliding_window"), kwargs.get("softcap")
     out_rows = []
-    for lens, q_row, k_row, v_row in zip(rows, query.split(1), key.split(1), value.split(1)):
-        outs = [_segment_attention(q, k, v, dropout, scaling, window, softcap)
-                for q, k, v in zip(q_row.split(lens, dim=2), k_row.split(lens, dim=2), v_row.split(lens, dim=2))]
+    for segs, q_row, k_row, v_row in zip(rows, query.split(1), key.split(1), value.split(1)):
+        lens = [n for n, _, _ in segs]
+        outs = []
+        for (_, at, seen), q, k, v in zip(segs, q_row.split(lens, dim=2), k_row.split(lens, dim=2),
+                                          v_row.split(lens, dim=2)):
+            pk = k_row.narrow(2, at, seen) if seen else None
+            pv = v_row.narrow(2, at, seen) if seen else None
+            outs.append(_segment_attention(q, k, v, dropout, scaling, window, softcap, pk, pv))
         out_rows.append(torch.cat(outs, dim=2) if len(outs) > 1 else outs[0])
     out = torch.cat(out_rows, dim=0) if batch > 1 else out_rows[0]
     return out.transpose(1, 2).contiguous(), None

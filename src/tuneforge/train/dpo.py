@@ -15,6 +15,7 @@ from tuneforge.models.load import grow_vocab, load_model
 from tuneforge.runs import RunDir
 from tuneforge.train.align_common import AlignStage, pretokenized
 from tuneforge.train.common import callbacks, training_args
+from tuneforge.train.shared_prompt import share_prompts
 
 
 def reference_model(cfg: Config, model, peft_config, vocab: int):
@@ -45,10 +46,13 @@ class DpoStage(AlignStage):
                              loss_type=losses, loss_weights=weights, label_smoothing=a.label_smoothing,
                              max_length=None,  # cutoff_len was applied (and counted) when tokenizing
                              precompute_ref_log_probs=a.precompute_ref)
-        return pretokenized(DPOTrainer)(
+        trainer = pretokenized(DPOTrainer)(
             model=model, ref_model=reference_model(cfg, model, peft_config, len(tokenizer)), args=args,
             train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer, peft_config=peft_config,
             callbacks=callbacks(cfg, run))
+        if a.share_prompt:
+            share_prompts(trainer)
+        return trainer
 
 
 STAGE = DpoStage()
