@@ -49,8 +49,8 @@ def pick_pairs(model_dir: str, n: int, cutoff: int) -> list[dict]:
     for row in json.loads(DEMO.read_text(encoding="utf-8")):
         msgs = [{"role": role[m["from"]], "content": m["value"]} for m in row["conversations"]]
         longest = max((row["chosen"], row["rejected"]), key=lambda m: len(m["value"]))
-        ids = tok.apply_chat_template(msgs + [{"role": "assistant", "content": longest["value"]}], tokenize=True)
-        if len(ids) <= cutoff - 8:
+        text = tok.apply_chat_template(msgs + [{"role": "assistant", "content": longest["value"]}], tokenize=False)
+        if len(tok(text, add_special_tokens=False)["input_ids"]) <= cutoff - 8:
             picked.append(row)
         if len(picked) == n:
             return picked
@@ -116,6 +116,9 @@ def run_ours(args, model_dir: str, work: Path, share: bool) -> dict:
            f"output.name={name}", "output.overwrite=true"]
     out = timed(cmd, REPO, work / f"{name}.log")
     run = work / name
+    kept = json.loads((run / "data_report.json").read_text())["train"]
+    if kept["kept"] != len(args.pairs) or kept.get("truncated", 0):  # the arms must see the same, whole pairs
+        raise SystemExit(f"{name}: {kept['kept']} of {len(args.pairs)} pairs kept, {kept.get('truncated', 0)} truncated")
     results = json.loads((run / "results.json").read_text())
     history = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     return {**out, "train_runtime_s": results["train_runtime"], "curve": curve(history)}
