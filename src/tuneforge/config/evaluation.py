@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 GEN_METRICS = ("exact_match", "f1", "bleu", "chrf", "ter", "rouge", "accuracy", "strict_match", "flexible_extract")
 MCQ_METRICS = ("acc", "acc_norm", "mc2")
+PREF_METRICS = ("reward_acc", "reward_margin", "logp_acc")
 PRESETS = ("mmlu", "arc", "openbookqa", "hellaswag", "hellaswag_obqa", "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k",
            "generate_until", "squad", "translation")
 
@@ -27,8 +28,10 @@ class EvalTaskConfig(_Strict):
 
     name: str = Field("", description="Task name in reports (default: the preset or the file stem).")
     file: str = Field(..., description="Local .jsonl/.json/.csv file with one sample per row.")
-    type: Literal["auto", "mcq", "generate"] = Field(
-        "auto", description="mcq: score choices by log-likelihood; generate: generate then score text (auto: preset's).")
+    type: Literal["auto", "mcq", "generate", "preference"] = Field(
+        "auto", description="mcq: score choices by log-likelihood; generate: generate then score text; preference: "
+                            "pairwise accuracy on chosen/rejected pairs, any layout the dpo stage reads (auto: "
+                            "preset's).")
     preset: Literal[PRESETS] | None = Field(  # type: ignore[valid-type]
         None, description="Known layout that fills prompt/choices/gold/target/metrics: " + ", ".join(PRESETS) + ".")
     prompt: str | None = Field(
@@ -46,7 +49,8 @@ class EvalTaskConfig(_Strict):
     metrics: list[str] = Field(
         default_factory=list, description="generate: any of " + ", ".join(GEN_METRICS) + " (default: preset's, else "
                                           "exact_match + f1); mcq: " + ", ".join(MCQ_METRICS) + " (default: "
-                                          "preset's, else acc + acc_norm).")
+                                          "preset's, else acc + acc_norm); preference: " + ", ".join(PREF_METRICS)
+                                          + " (default: all that apply).")
     extract: Literal["none", "number", "choice"] | None = Field(
         None, description="generate: answer extraction before scoring (number: GSM8K final number; choice: A-D; "
                           "default: the preset's, else none).")
@@ -67,13 +71,20 @@ class EvalTaskConfig(_Strict):
     target_delimiter: str = Field(" ", description="Between a prompt and its answer (lm-eval's target_delimiter).")
     fewshot_delimiter: str = Field("\n\n", description="Between few-shot examples (lm-eval's fewshot_delimiter).")
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N samples.")
+    beta: float = Field(0.1, gt=0, description="preference: beta of the implicit reward beta * (log pi - log "
+                                                "pi_ref), as the run's align.pref_beta.")
+    reference: str | None = Field(
+        None, description="preference: reference model (path, .gguf, hub id) for the implicit reward. Default: the "
+                          "target's base with its adapter disabled; a target without adapter then reports logp_acc "
+                          "only.")
 
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in GEN_METRICS + MCQ_METRICS]
+        known = GEN_METRICS + MCQ_METRICS + PREF_METRICS
+        bad = [m for m in v if m not in known]
         if bad:
-            raise ValueError(f"unknown metric(s) {bad}; choose from {list(GEN_METRICS + MCQ_METRICS)}")
+            raise ValueError(f"unknown metric(s) {bad}; choose from {list(known)}")
         return v
 
     @model_validator(mode="before")

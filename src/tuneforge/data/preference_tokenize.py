@@ -35,7 +35,9 @@ def _percentiles(values: list[int]) -> dict:
     return {f"p{q}": int(np.percentile(values, q)) for q in (0, 50, 90, 100)}
 
 
-class _Stats:
+class TokenStats:
+    """Counts (kept, truncated, dropped by reason), token-length percentiles and the first warnings."""
+
     def __init__(self, n: int):
         self.c: Counter = Counter(samples_in=n)
         self.prompt_lens: list[int] = []
@@ -55,7 +57,7 @@ class _Stats:
         return out
 
 
-def _fit(prompt: list[int], responses: list[list[int]], d: DataConfig, s, st: _Stats) -> list[list[int]] | None:
+def _fit(prompt: list[int], responses: list[list[int]], d: DataConfig, s, st: TokenStats) -> list[list[int]] | None:
     """Apply data.cutoff_len to prompt + each response: truncate the responses, or drop (counted) when nothing
     of a response would be left, or error / drop per data.overlong."""
     longest = len(prompt) + max(len(r) for r in responses)
@@ -76,29 +78,32 @@ def _fit(prompt: list[int], responses: list[list[int]], d: DataConfig, s, st: _S
     return [r[:room] for r in responses]
 
 
+def tokenize_pair(s: PairSample, tokenizer, d: DataConfig, st: TokenStats) -> dict | None:
+    """One pair → {prompt_ids, chosen_ids, rejected_ids}, or None when it is dropped (counted in `st`)."""
+    p1, chosen = split_response(tokenizer, s.prompt, s.chosen, d)
+    p2, rejected = split_response(tokenizer, s.prompt, s.rejected, d)
+    if p1 != p2:  # BPE merged across the boundary differently: keep the shared prompt, the rest is response
+        n = next((i for i, (a, b) in enumerate(zip(p1, p2)) if a != b), min(len(p1), len(p2)))
+        chosen, rejected, p1 = p1[n:] + chosen, p2[n:] + rejected, p1[:n]
+        st.c["prompt_boundary_merged"] += 1
+    fitted = _fit(p1, [chosen, rejected], d, s, st)
+    if fitted is None:
+        return None
+    chosen, rejected = fitted
+    if chosen == rejected:
+        st.warn("dropped_identical_after_cutoff", s, "dropped, chosen and rejected are the same tokens "
+                f"within data.cutoff_len={d.cutoff_len} (zero-loss pair)")
+        return None
+    st.prompt_lens.append(len(p1))
+    st.resp_lens.setdefault("chosen", []).append(len(chosen))
+    st.resp_lens.setdefault("rejected", []).append(len(rejected))
+    return {"prompt_ids": p1, "chosen_ids": chosen, "rejected_ids": rejected}
+
+
 def tokenize_pairs(samples: list[PairSample], tokenizer, d: DataConfig) -> tuple[list[dict], dict]:
     """Rows {prompt_ids, chosen_ids, rejected_ids} (TRL's pre-tokenized layout) and their report."""
-    st = _Stats(len(samples))
-    rows = []
-    for s in samples:
-        p1, chosen = split_response(tokenizer, s.prompt, s.chosen, d)
-        p2, rejected = split_response(tokenizer, s.prompt, s.rejected, d)
-        if p1 != p2:  # BPE merged across the boundary differently: keep the shared prompt, the rest is response
-            n = next((i for i, (a, b) in enumerate(zip(p1, p2)) if a != b), min(len(p1), len(p2)))
-            chosen, rejected, p1 = p1[n:] + chosen, p2[n:] + rejected, p1[:n]
-            st.c["prompt_boundary_merged"] += 1
-        fitted = _fit(p1, [chosen, rejected], d, s, st)
-        if fitted is None:
-            continue
-        chosen, rejected = fitted
-        if chosen == rejected:
-            st.warn("dropped_identical_after_cutoff", s, "dropped, chosen and rejected are the same tokens "
-                    f"within data.cutoff_len={d.cutoff_len} (zero-loss pair)")
-            continue
-        rows.append({"prompt_ids": p1, "chosen_ids": chosen, "rejected_ids": rejected})
-        st.prompt_lens.append(len(p1))
-        st.resp_lens.setdefault("chosen", []).append(len(chosen))
-        st.resp_lens.setdefault("rejected", []).append(len(rejected))
+    st = TokenStats(len(samples))
+    rows = [r for r in (tokenize_pair(s, tokenizer, d, st) for s in samples) if r is not None]
     st.c["kept"] = len(rows)
     if not rows:
         raise DataError("no preference pairs left after tokenization", hint=str(st.as_dict()))
@@ -107,7 +112,7 @@ def tokenize_pairs(samples: list[PairSample], tokenizer, d: DataConfig) -> tuple
 
 def tokenize_feedback(samples: list[FeedbackSample], tokenizer, d: DataConfig) -> tuple[list[dict], dict]:
     """Rows {prompt_ids, completion_ids, label} (TRL KTO's pre-tokenized layout) and their report."""
-    st = _Stats(len(samples))
+    st = TokenStats(len(samples))
     rows = []
     for s in samples:
         prompt, completion = split_response(tokenizer, s.prompt, s.completion, d)
@@ -127,7 +132,7 @@ def tokenize_feedback(samples: list[FeedbackSample], tokenizer, d: DataConfig) -
 
 def tokenize_prompts(samples: list[PromptSample], tokenizer, d: DataConfig) -> tuple[list[dict], dict]:
     """Rows {prompt (rendered text), reference} for online sampling, prompts over cutoff_len dropped and counted."""
-    st = _Stats(len(samples))
+    st = TokenStats(len(samples))
     rows = []
     for s in samples:
         ids = render_prompt(tokenizer, s.prompt, d.template, system=d.system)

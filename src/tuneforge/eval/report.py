@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from tuneforge.eval.generate import score_from_stats
 
 CORPUS_METRICS = ("bleu", "chrf", "ter")
+RAW_METRICS = ("reward_margin",)  # mean differences in reward units, not proportions: shown as they are
 
 
 # ------------------------------------------------------------------------------------------------------ CIs
@@ -121,7 +122,14 @@ def add_intervals(task_result: dict, records: Sequence[dict], method: str, level
 
 
 def _fmt(metric: str, v: float) -> str:
+    if metric in RAW_METRICS:
+        return f"{v:.3f}"
     return f"{v:.2f}" if metric in CORPUS_METRICS else f"{100 * v:.1f}"
+
+
+def _scale(metric: str) -> float:
+    """Chart units: accuracy-type metrics in points (%), the others as they are."""
+    return 1.0 if metric in CORPUS_METRICS + RAW_METRICS else 100.0
 
 
 def results_markdown(results: dict) -> str:
@@ -139,8 +147,21 @@ def results_markdown(results: dict) -> str:
             lines.append(f"| {name} | {metric}{star} | {_fmt(metric, v)} | [{_fmt(metric, lo)}, {_fmt(metric, hi)}] "
                          f"| {t['n']} " + run)
     lines += ["", f"\\* main metric. {int(100 * _level(results))}% confidence intervals "
-                  f"({_method(results)}). Accuracy-type metrics in %."]
-    return "\n".join(lines) + "\n"
+                  f"({_method(results)}). Accuracy-type metrics in %; reward_margin in reward units."]
+    return "\n".join(lines + _preference_notes(results)) + "\n"
+
+
+def _preference_notes(results: dict) -> list[str]:
+    """What each preference task's reward was, and every pair it could not score (never dropped silently)."""
+    lines = []
+    for name, t in results["tasks"].items():
+        if t.get("type") != "preference":
+            continue
+        beta = f" (beta {t['beta']})" if t.get("beta") else ""
+        dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (t.get("dropped") or {}).items())
+        lines += ["", f"{name}: {t.get('reward', '')}{beta}; {t['n']} pairs scored"
+                      + (f"; dropped or cut: {dropped}" if dropped else "; none dropped") + "."]
+    return lines
 
 
 def _level(results: dict) -> float:
@@ -170,7 +191,8 @@ def compare(entries: Sequence[dict], out_dir: Path, level: float = 0.95, n_boot:
     summary: dict[str, Any] = {"models": labels, "tasks": {}}
     for task in tasks:
         ref_t = ref["results"]["tasks"][task]
-        metrics = list(ref_t["metrics"])
+        # union over models: a preference task has no implicit reward for a model without reference (n/a)
+        metrics = list(dict.fromkeys(m for e in entries for m in e["results"]["tasks"][task]["metrics"]))
         header = "| metric | " + " | ".join(labels) + " | " + " | ".join(f"Δ {l} − {labels[0]}" for l in labels[1:]) + " |"
         ref_recs = {r["id"]: r for r in ref["records"].get(task, [])}
         changed = [changed_answers(ref_recs, {r["id"]: r for r in e["records"].get(task, [])}) for e in entries[1:]]
@@ -184,13 +206,16 @@ def compare(entries: Sequence[dict], out_dir: Path, level: float = 0.95, n_boot:
             cells, deltas = [], []
             for e in entries:
                 t = e["results"]["tasks"][task]
-                v = t["metrics"].get(metric, float("nan"))
+                v = t["metrics"].get(metric)
                 lo, hi = t.get("ci", {}).get(metric, (float("nan"),) * 2)
-                cells.append(f"{_fmt(metric, v)} [{_fmt(metric, lo)}, {_fmt(metric, hi)}]")
+                cells.append("n/a" if v is None else f"{_fmt(metric, v)} [{_fmt(metric, lo)}, {_fmt(metric, hi)}]")
             for e in entries[1:]:
                 recs = {r["id"]: r for r in e["records"].get(task, [])}
                 common = [i for i in ref_recs if i in recs]
-                d = e["results"]["tasks"][task]["metrics"].get(metric, float("nan")) - ref_t["metrics"][metric]
+                if metric not in ref_t["metrics"] or metric not in e["results"]["tasks"][task]["metrics"]:
+                    deltas.append("n/a")
+                    continue
+                d = e["results"]["tasks"][task]["metrics"][metric] - ref_t["metrics"][metric]
                 if common:
                     a = per_sample_series([ref_recs[i] for i in common], metric)
                     b = per_sample_series([recs[i] for i in common], metric)
@@ -207,7 +232,8 @@ def compare(entries: Sequence[dict], out_dir: Path, level: float = 0.95, n_boot:
         png = out_dir / f"compare_{_safe(task)}.png"
         diff_chart(task, diffs, labels, png, level, ref_t["n"])
         md += ["", f"![{task}]({png.name})"]
-    md += ["", "Accuracy-type metrics in %, BLEU/chrF/TER on sacrebleu's 0-100 scale (TER: lower is better). "
+    md += ["", "Accuracy-type metrics in %, BLEU/chrF/TER on sacrebleu's 0-100 scale (TER: lower is better), "
+               "reward_margin in reward units; n/a: the metric does not apply to that model. "
                "Δ CIs: paired bootstrap over the samples both models answered; the charts show these paired "
                "differences (an interval that excludes 0 is a real change at that level)."]
     path = out_dir / "compare.md"
@@ -265,12 +291,12 @@ def diff_chart(task: str, diffs: dict[str, list[tuple[float, float, float]]], la
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = list(diffs)
+    metrics = [m for m in diffs if len(diffs[m]) == len(labels) - 1]  # skip metrics a model lacks (n/a)
     others = labels[1:]
     width = 0.8 / max(len(others), 1)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(metrics) + 1), 3.6))
     for k, lab in enumerate(others):
-        scale = [1.0 if m in CORPUS_METRICS else 100.0 for m in metrics]
+        scale = [_scale(m) for m in metrics]
         d = [diffs[m][k][0] * s for m, s in zip(metrics, scale)]
         lo = [max(v - diffs[m][k][1] * s, 0) for m, v, s in zip(metrics, d, scale)]
         hi = [max(diffs[m][k][2] * s - v, 0) for m, v, s in zip(metrics, d, scale)]

@@ -23,7 +23,9 @@ from tuneforge.config.load import deep_merge, parse_overrides
 from tuneforge.config.schema import Config, ModelConfig
 from tuneforge.errors import ConfigError
 from tuneforge.eval.generate import GenSettings, generate, score_generations
-from tuneforge.eval.mcq import McqScorer, mc2_score, mcq_metric_names
+from tuneforge.eval.logprobs import is_reward_model
+from tuneforge.eval.mcq import McqScorer, mc2_score, mcq_metric_names, resolve_max_length
+from tuneforge.eval.preference import PrefContext, load_reward_model, run_preference
 from tuneforge.eval.progress import TaskProgress
 from tuneforge.eval.report import _fmt, add_intervals, compare, results_markdown
 from tuneforge.eval.tasks import TaskSpec, load_samples, resolve_task
@@ -41,6 +43,7 @@ class Target:
     model: ModelConfig
     out_dir: Path
     template: str = "auto"
+    system: str | None = None  # default system prompt of the run (preference tasks render pairs as it trained)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -111,41 +114,48 @@ def evaluate(target: Target, eval_cfg: EvalConfig, tasks: list[tuple[TaskSpec, l
         t0 = time.perf_counter()
         progress = TaskProgress(f"[{target.label}] {spec.name}", len(samples), eval_cfg.progress, log)
         try:
-            if spec.type == "mcq":
-                metrics, records, mode = _run_mcq(model, tokenizer, spec, samples, eval_cfg, progress)
-            else:
-                metrics, records, mode = _run_generate(model, tokenizer, spec, samples, eval_cfg, target.template,
-                                                       progress)
+            metrics, records, mode, extra = _run_task(model, tokenizer, spec, samples, eval_cfg, target, progress)
         finally:
             progress.close()
-        secs = time.perf_counter() - t0
-        task_res = {"type": spec.type, "n": len(samples), "metrics": metrics, "main": spec.main_metric,
-                    "file": spec.cfg.file, "fewshot": spec.fewshot,
-                    "fewshot_sampler": spec.fewshot_sampler if spec.fewshot else None, "limit": spec.cfg.limit,
-                    "seconds": round(secs, 3), "samples_per_s": round(len(samples) / secs, 2) if secs else None,
-                    "scoring": mode, "threads": _threads(), "fingerprint": prints[spec.name]}
+        secs, n = time.perf_counter() - t0, len(records)
+        main = spec.main_metric if spec.main_metric in metrics else next(iter(metrics))
+        task_res = {"type": spec.type, "n": n, "metrics": metrics, "main": main, "file": spec.cfg.file,
+                    "fewshot": spec.fewshot, "fewshot_sampler": spec.fewshot_sampler if spec.fewshot else None,
+                    "limit": spec.cfg.limit, "seconds": round(secs, 3),
+                    "samples_per_s": round(n / secs, 2) if secs else None, "scoring": mode, "threads": _threads(),
+                    "fingerprint": prints[spec.name], **extra}
         add_intervals(task_res, records, eval_cfg.ci, eval_cfg.ci_level, eval_cfg.bootstrap_samples, eval_cfg.seed)
         results["tasks"][spec.name] = task_res
         (out / "predictions").mkdir(parents=True, exist_ok=True)
         atomic_jsonl(out / "predictions" / f"{spec.name}.jsonl", records)
         _write_results(out, results)
-        main = spec.main_metric
         lo, hi = task_res["ci"][main]
-        log(f"[{target.label}] {spec.name}: {main} {_pct(main, metrics[main])} [{_pct(main, lo)}, {_pct(main, hi)}] "
-            f"n={len(samples)} ({secs:.1f} s, {task_res['samples_per_s']} samples/s)")
+        log(f"[{target.label}] {spec.name}: {main} {_fmt(main, metrics[main])} [{_fmt(main, lo)}, {_fmt(main, hi)}] "
+            f"n={n} ({secs:.1f} s, {task_res['samples_per_s']} samples/s)")
     if not todo and not (out / "results.json").exists():
         _write_results(out, results)
     return results
-
-
-def _pct(metric: str, v: float) -> str:
-    return _fmt(metric, v)
 
 
 def _threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+def _run_task(model, tokenizer, spec: TaskSpec, samples, eval_cfg: EvalConfig, target: Target, progress):
+    """(metrics, per-sample records, scoring mode, extra result fields) of one task."""
+    if spec.type == "preference":
+        ctx = PrefContext(target.template, target.system, resolve_max_length(model, tokenizer, eval_cfg.max_length),
+                          eval_cfg.batch_size, target.model)
+        return run_preference(model, tokenizer, samples, spec.metrics, spec.cfg.beta, spec.cfg.reference, ctx,
+                              progress)
+    if is_reward_model(model):
+        raise ConfigError(f"eval task '{spec.name}': {describe(target.model)} is a reward model; it scores "
+                          "preference pairs only", hint="use type: preference, or evaluate a causal LM")
+    if spec.type == "mcq":
+        return (*_run_mcq(model, tokenizer, spec, samples, eval_cfg, progress), {})
+    return (*_run_generate(model, tokenizer, spec, samples, eval_cfg, target.template, progress), {})
 
 
 def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, progress=None):
@@ -183,9 +193,10 @@ def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: Eva
 
 
 def load_for_eval(model_cfg: ModelConfig):
-    """Model (with adapter if any) in eval mode + tokenizer, via the shared loader."""
+    """Model (with adapter if any) in eval mode + tokenizer, via the shared loader; a saved reward model (an rm
+    run: a one-output sequence classifier) loads with its score head."""
     tokenizer = load_tokenizer(model_cfg)
-    model = load_model(model_cfg)
+    model = load_reward_model(model_cfg, tokenizer) or load_model(model_cfg)
     model.eval()
     return model, tokenizer
 
@@ -221,8 +232,8 @@ def load_records(out: Path, task: str) -> list[dict]:
 def run_target(run: Path) -> tuple[Target, Config]:
     """The trained model of a run dir: base + adapter/, or the merged/full model/ dir."""
     rd = RunDir(run)
-    model, template, _ = rd.model_config()
-    return Target(rd.root.name, model, rd.eval_dir, template), rd.read_config()
+    model, template, system = rd.model_config()
+    return Target(rd.root.name, model, rd.eval_dir, template, system), rd.read_config()
 
 
 def config_run_dir(cfg: Config) -> Path | None:
@@ -236,7 +247,7 @@ def config_run_dir(cfg: Config) -> Path | None:
 
 def _fix_task_paths(cfg: Config, base: Path) -> None:
     for t in cfg.eval.tasks:
-        for key in ("file", "fewshot_file"):
+        for key in ("file", "fewshot_file", "reference"):
             p = getattr(t, key)
             if p and not Path(p).is_absolute() and not Path(p).exists() and (base / p).exists():
                 setattr(t, key, os.path.normpath(base / p))
@@ -263,7 +274,7 @@ def resolve_single(target: str | None, config: str | None, overrides: list[str],
             tgt = run_target(run)[0]
         else:
             label = cfg.output.name or Path(cfg.model.path).stem or "model"
-            tgt = Target(label, cfg.model, _default_out(cfg, label), cfg.data.template)
+            tgt = Target(label, cfg.model, _default_out(cfg, label), cfg.data.template, cfg.data.system)
     else:
         if not config:
             raise ConfigError("which tasks? give a config with an `eval:` section",
@@ -271,7 +282,7 @@ def resolve_single(target: str | None, config: str | None, overrides: list[str],
         cfg = load_eval_config(config, overrides)
         model = cfg.model.model_copy(update={"path": target, "gguf_file": None}) if target else cfg.model
         label = Path(model.path).stem or "model"
-        tgt = Target(label, model, _default_out(cfg, label), cfg.data.template)
+        tgt = Target(label, model, _default_out(cfg, label), cfg.data.template, cfg.data.system)
     if out:
         tgt.out_dir = Path(out)
     elif cfg.eval.output_dir:
@@ -329,7 +340,7 @@ def compare_targets(names: list[str], ref_cfg: Config, out_dir: Path) -> list[Ta
     for name in names:
         if name == "base":
             model = ref_cfg.model.model_copy(update={"adapter": None})
-            found.append(Target("base", model, out_dir / "base", ref_cfg.data.template))
+            found.append(Target("base", model, out_dir / "base", ref_cfg.data.template, ref_cfg.data.system))
         elif is_run_dir(name):
             found.append(run_target(Path(name))[0])
         elif Path(name).is_dir() and (Path(name) / "config.yaml").is_file():
@@ -337,7 +348,7 @@ def compare_targets(names: list[str], ref_cfg: Config, out_dir: Path) -> list[Ta
         else:
             model = ref_cfg.model.model_copy(update={"path": name, "gguf_file": None, "adapter": None})
             found.append(Target(_safe(Path(name).stem or name), model, out_dir / _safe(Path(name).name or name),
-                                ref_cfg.data.template))
+                                ref_cfg.data.template, ref_cfg.data.system))
     labels = [t.label for t in found]
     for i, t in enumerate(found):  # same run name twice / two paths with the same stem
         if labels.count(t.label) > 1:

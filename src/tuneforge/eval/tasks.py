@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tuneforge.config.evaluation import EvalTaskConfig
+from tuneforge.config.evaluation import PREF_METRICS, EvalTaskConfig
 from tuneforge.data.readers import read_rows
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.fewshot import FewshotSampler
 from tuneforge.eval.metrics import extract_number
+from tuneforge.eval.preference import PairSamples, load_pairs
 from tuneforge.eval.presets import LETTERS, PRESETS
 
 
@@ -49,7 +50,7 @@ class TaskSpec:
     """A resolved task: preset defaults merged with the user's fields."""
 
     name: str
-    type: str  # mcq | generate
+    type: str  # mcq | generate | preference
     cfg: EvalTaskConfig
     prompt: str
     choices: str | list[str] | None = None
@@ -82,6 +83,8 @@ def overridden_fields(cfg: EvalTaskConfig) -> list[str]:
 
 def resolve_task(cfg: EvalTaskConfig) -> TaskSpec:
     """Merge the preset with the fields the user set; check the spec is complete for its type."""
+    if cfg.type == "preference":
+        return preference_spec(cfg)
     base = dict(PRESETS[cfg.preset]) if cfg.preset else {}
     for key in overridden_fields(cfg):
         base[key] = getattr(cfg, key)
@@ -113,6 +116,17 @@ def resolve_task(cfg: EvalTaskConfig) -> TaskSpec:
         if base["main_metric"] not in base["metrics"]:
             base["main_metric"] = base["metrics"][0]
     return TaskSpec(name=cfg.name, cfg=cfg, **base)
+
+
+def preference_spec(cfg: EvalTaskConfig) -> TaskSpec:
+    """A preference task: its rows are pairs, so the prompt/choice/few-shot fields have nothing to fill."""
+    unused = [k for k in ("preset", *overridden_fields(cfg)) if k != "metrics" and getattr(cfg, k) not in (None, "")]
+    bad = [m for m in cfg.metrics if m not in PREF_METRICS]
+    if unused or bad:
+        raise ConfigError(f"eval task '{cfg.name}': a preference task reads prompt/chosen/rejected from its rows "
+                          f"and reports {list(PREF_METRICS)}; {', '.join(unused + bad)} do not apply")
+    metrics = cfg.metrics or list(PREF_METRICS)
+    return TaskSpec(name=cfg.name, type="preference", cfg=cfg, prompt="", metrics=metrics, main_metric=metrics[0])
 
 
 # ------------------------------------------------------------------------------------------------ field access
@@ -345,9 +359,11 @@ def read_task_rows(path: str, what: str = "eval task file") -> list[tuple[dict, 
     return rows
 
 
-def load_samples(spec: TaskSpec, seed: int = 1234) -> list[McqSample | GenSample]:
+def load_samples(spec: TaskSpec, seed: int = 1234) -> list[McqSample | GenSample] | PairSamples:
     """Validate every row, build few-shot contexts (deterministic for a seed), return the samples."""
     cfg = spec.cfg
+    if spec.type == "preference":
+        return load_pairs(cfg.file, cfg.limit)
     parsed = [_parse(spec, d, f, ln, i) for i, (d, f, ln) in enumerate(read_task_rows(cfg.file))]
     if spec.fewshot and cfg.fewshot_file:
         rows = read_task_rows(cfg.fewshot_file, "few-shot file (fewshot_file)")

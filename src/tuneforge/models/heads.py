@@ -119,3 +119,32 @@ class FeatureClassifier:
         if self.meta["multi_label"]:
             return [[names[j] for j in np.flatnonzero(row > 0)] for row in logits]  # sigmoid(z) > 0.5 ⇔ z > 0
         return [names[i] for i in logits.argmax(-1)]
+
+
+def saved_score_outputs(model_path: str, adapter: str | None = None) -> int | None:
+    """Outputs of the sequence-classification head a saved model or adapter carries (an rm run's: 1), else None.
+
+    A merged model says so in config.json; a peft SEQ_CLS adapter only through its saved head weight (peft keeps
+    the new head in the adapter file), read from the safetensors header without loading tensors."""
+    if adapter:
+        a = Path(adapter) / "adapter" if (Path(adapter) / "adapter").is_dir() else Path(adapter)
+        conf = _json_file(a / "adapter_config.json")
+        if conf.get("task_type") != "SEQ_CLS" or not (a / "adapter_model.safetensors").is_file():
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(a / "adapter_model.safetensors"), "pt") as f:
+            shapes = [f.get_slice(k).get_shape() for k in f.keys()  # noqa: SIM118 (a safe_open handle, not a dict); the head, not a LoRA factor
+                      if k.endswith(".weight") and "lora_" not in k and {"score", "classifier"} & set(k.split("."))]
+        return shapes[0][0] if shapes else None
+    conf = _json_file(Path(model_path) / "config.json")
+    if not any(str(x).endswith("ForSequenceClassification") for x in conf.get("architectures") or []):
+        return None
+    return len(conf.get("id2label") or {}) or conf.get("num_labels") or 2
+
+
+def _json_file(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
