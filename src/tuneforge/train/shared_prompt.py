@@ -109,11 +109,36 @@ def shared_prompt_forward(model, input_ids, attention_mask, labels, outputs: tup
                                mean_logits=fields[3], is_top1=fields[4], label_mask=mask)
 
 
+def _branches_honoured(model, fused) -> bool:
+    """One two-pair probe: does the packed forward give TRL's padded log-probs on this architecture? (An attention
+    layer that never sees position_ids would let the rejected answer attend to the chosen one.)"""
+    g = torch.Generator().manual_seed(0)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    device = model.get_output_embeddings().weight.device
+    pairs = [(5, 3, 4), (2, 4, 2)]
+    rows = [torch.randint(3, vocab, (p + a,), generator=g) for p, c, r in pairs for a in (c, r)]
+    rows = [rows[0], rows[2], rows[1], rows[3]]  # chosen rows first, then rejected, as TRL's collator orders them
+    for i, (p, _, _) in enumerate(pairs):
+        rows[2 + i][:p] = rows[i][:p]
+    width = max(len(r) for r in rows)
+    ids = torch.stack([torch.cat([r, r.new_zeros(width - len(r))]) for r in rows]).to(device)
+    mask = torch.stack([torch.arange(width) < len(r) for r in rows]).long().to(device)
+    prompt = torch.tensor([p for p, _, _ in pairs] * 2)[:, None]
+    labels = ids.masked_fill((torch.arange(width)[None] < prompt).to(device) | (mask == 0), -100)
+    with torch.no_grad():
+        want = fused(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False, fused_lm_head=True)
+        got = shared_prompt_forward(model, ids, mask, labels, ("log_probs",))
+    return got is not None and torch.allclose(got.log_probs, want.log_probs, atol=1e-3, rtol=1e-3)
+
+
 def install_shared_prompt_head(model, outputs: tuple[str, ...]) -> bool:
     """Put the shared-prompt path in front of the fused head TRL installed on `model` (the HF model, not a PEFT
     wrapper). Returns False, leaving TRL's head alone, when the model cannot take it."""
     fused = model.forward
     if not _plain_logits(model.config.get_text_config()) or not use_varlen_attention(model):
+        return False
+    if not _branches_honoured(model, fused):
+        model.set_attn_implementation("sdpa")  # nothing packed will reach it: back to the stock attention
         return False
 
     def forward(self, *args, fused_lm_head=False, labels=None, **kwargs):

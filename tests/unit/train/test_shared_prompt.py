@@ -117,3 +117,16 @@ def test_a_batch_that_is_not_pairs_goes_to_trl_head(tiny_llama):
         install_shared_prompt_head(model, OUTPUTS)
         got = model(**inputs, labels=labels, fused_lm_head=True).log_probs
     torch.testing.assert_close(got, want)
+
+
+def test_an_attention_that_ignores_branches_keeps_trl_head(tiny_llama, monkeypatch):
+    """The install-time probe: stock SDPA without a mask would let the rejected answer see the chosen one; the probe
+    notices and TRL's head stays."""
+    from tuneforge.train import shared_prompt
+
+    monkeypatch.setattr(shared_prompt, "use_varlen_attention", lambda model: True)  # claims, but does not switch
+    model = _model(tiny_llama, lora=False)
+    add_fused_lm_head(model, outputs=OUTPUTS)
+    trl_forward = model.forward
+    assert not install_shared_prompt_head(model, OUTPUTS)
+    assert model.forward is trl_forward
