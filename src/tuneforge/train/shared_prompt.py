@@ -14,7 +14,8 @@ entropy, mean logit, top-1, zero where the label is -100) is met by:
 
 The log-probs equal the padded batch's to float rounding (tests/unit/train/test_shared_prompt.py). Anything this does
 not cover (a pair whose two rows disagree on the prompt, extra model inputs, soft-capped or scaled logits, router
-logits, attention that cannot take branches) goes to the forward TRL installed, unchanged.
+logits, attention that cannot take branches, FSDP / DeepSpeed-sharded weights) goes to the forward TRL installed,
+unchanged.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ def install_shared_prompt_head(model, outputs: tuple[str, ...]) -> bool:
 def share_prompts(trainer) -> bool:
     """Install the shared-prompt path on a DPOTrainer's policy (and its reference copy, if it holds one), with the
     per-token fields TRL's own head was asked for. Returns whether the policy got it."""
+    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+        return False  # sharded weights: TRL's head gathers them, ours reads the LM head as one tensor
     outputs = ("log_probs", "entropy", "mean_logits", "is_top1")
     if getattr(trainer, "use_weighting", False):
         outputs += ("log_sum_sq_probs",)
