@@ -33,6 +33,7 @@ def child(args: argparse.Namespace, stage: str, data: str, out_dir: Path, steps:
     overrides = [f"stage={stage}", "method=lora", f"model.path={args.model}", f"data.train={data}",
                  "data.template=auto", f"data.cutoff_len={args.cutoff}",
                  f"data.eval={args.eval_data}" if args.eval_data and stage == "dpo" else "data.eval_split=0.1",
+                 *(["data.eval_split=0"] if args.no_eval else []),
                  *([f"train.epochs={args.epochs}"] if args.epochs and stage == "dpo" else [f"train.max_steps={steps}"]),
                  f"train.batch_size={batch}", f"train.lr={args.lr}",
                  "train.logging_steps=1", f"output.dir={out_dir}", f"output.name={stage}", "output.overwrite=true",
@@ -41,15 +42,18 @@ def child(args: argparse.Namespace, stage: str, data: str, out_dir: Path, steps:
             "out = run_training(load_config(None, sys.argv[1:])); print('RESULT', json.dumps(out, default=str))")
     t0 = time.time()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-c", code, *overrides], capture_output=True, text=True, cwd=REPO,
-                          check=False)
+    # Peak RSS of this child alone: RUSAGE_CHILDREN's ru_maxrss is the largest over every child waited for so far,
+    # so a second run would report the first one's peak when its own is lower.
+    rss_file = out_dir / f"{stage}.maxrss"
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), sys.executable, "-c", code,
+                           *overrides], capture_output=True, text=True, cwd=REPO, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(f"{stage} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
     metrics = (out_dir / stage / "metrics.jsonl").read_text().splitlines()
     result["steps_run"] = max((json.loads(ln).get("step", 0) for ln in metrics if ln.strip()), default=0)
-    return {"result": result, "wall_s": round(time.time() - t0, 1), "peak_rss_mib": round(after.ru_maxrss / 1024, 1),
+    return {"result": result, "wall_s": round(time.time() - t0, 1), "peak_rss_mib": round(int(rss_file.read_text().split()[-1]) / 1024, 1),
             "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)}
 
 
@@ -102,6 +106,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--epochs", type=float, default=None, help="train this many epochs instead of --steps")
     ap.add_argument("--eval-data", default=None, help="held-out pairs file (default: 10 %% of --data)")
+    ap.add_argument("--no-eval", action="store_true", help="no held-out evaluation (a peak-RSS-only run)")
     ap.add_argument("--two-heldout", action="store_true", help="hold out two sets of 30 pairs (see above)")
     ap.add_argument("--also-eval", default="", help="comma-separated pairs files scored after training with "
                     "`tuneforge eval` (preference tasks), e.g. a second held-out set the recipe was not chosen on")
