@@ -53,7 +53,8 @@ def child(args: argparse.Namespace, stage: str, data: str, out_dir: Path, steps:
     result = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
     metrics = (out_dir / stage / "metrics.jsonl").read_text().splitlines()
     result["steps_run"] = max((json.loads(ln).get("step", 0) for ln in metrics if ln.strip()), default=0)
-    return {"result": result, "wall_s": round(time.time() - t0, 1), "peak_rss_mib": round(int(rss_file.read_text().split()[-1]) / 1024, 1),
+    peak_kib = int(rss_file.read_text().split()[-1])
+    return {"result": result, "wall_s": round(time.time() - t0, 1), "peak_rss_mib": round(peak_kib / 1024, 1),
             "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)}
 
 

@@ -117,8 +117,9 @@ def run_ours(args, model_dir: str, work: Path, share: bool) -> dict:
     out = timed(cmd, REPO, work / f"{name}.log")
     run = work / name
     kept = json.loads((run / "data_report.json").read_text())["train"]
-    if kept["kept"] != len(args.pairs) or kept.get("truncated", 0):  # the arms must see the same, whole pairs
-        raise SystemExit(f"{name}: {kept['kept']} of {len(args.pairs)} pairs kept, {kept.get('truncated', 0)} truncated")
+    cut = kept.get("truncated", 0)
+    if kept["kept"] != len(args.pairs) or cut:  # the arms must see the same, whole pairs
+        raise SystemExit(f"{name}: {kept['kept']} of {len(args.pairs)} pairs kept, {cut} truncated")
     results = json.loads((run / "results.json").read_text())
     history = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     return {**out, "train_runtime_s": results["train_runtime"], "curve": curve(history)}
@@ -152,9 +153,10 @@ def main() -> None:
         report[arm]["pairs_per_s"] = round(pairs / report[arm]["train_runtime_s"], 4)
         report[arm]["step1_loss"] = report[arm]["curve"][0]["loss"] if report[arm]["curve"] else None
     if "lf" in arms:
-        report["ratios_vs_lf"] = {arm: {"pairs_per_s": round(report[arm]["pairs_per_s"] / report["lf"]["pairs_per_s"], 3),
-                                        "cpu": round(report["lf"]["cpu_s"] / report[arm]["cpu_s"], 3),
-                                        "peak_rss": round(report[arm]["peak_rss_mib"] / report["lf"]["peak_rss_mib"], 3)}
+        lf = report["lf"]
+        report["ratios_vs_lf"] = {arm: {"pairs_per_s": round(report[arm]["pairs_per_s"] / lf["pairs_per_s"], 3),
+                                        "cpu": round(lf["cpu_s"] / report[arm]["cpu_s"], 3),
+                                        "peak_rss": round(report[arm]["peak_rss_mib"] / lf["peak_rss_mib"], 3)}
                                   for arm in arms if arm != "lf"}
     report["args"] = {k: v for k, v in vars(args).items() if k != "pairs"}
     dest = REPO / "bench" / "results" / f"bench_dpo_peer-{time.strftime('%Y%m%d-%H%M%S')}.json"

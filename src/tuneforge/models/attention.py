@@ -13,8 +13,9 @@ segment (a band mask, or eager math for soft-capping), so the packed result equa
 Segments come from `cu_seq_lens_q` when the collator provides it (flash-attention convention), else from
 `position_ids` restarting. A segment whose positions restart at p > 0 (not 0) after a segment that started at 0 is a
 *branch*: it continues the first p tokens of that sample, so it also attends to them (a preference pair's chosen and
-rejected answers after one copy of their prompt: `train/shared_prompt.py`). Anything that is not a packed training forward (a padding mask, decoding with a cache)
-falls back to transformers' own SDPA path, so a model left on this implementation still generates correctly.
+rejected answers after one copy of their prompt: `train/shared_prompt.py`). Anything that is not a packed
+training forward (a padding mask, decoding with a cache) falls back to transformers' own SDPA path, so a model left
+on this implementation still generates correctly.
 """
 
 from __future__ import annotations
