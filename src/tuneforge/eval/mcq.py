@@ -113,9 +113,17 @@ class McqScorer:
     def score(self, samples: Sequence[McqSample], delimiter: str = " ",
               progress: Any = None) -> list[McqScore]:
         """Score every sample; `progress(n_done)` is called after each batch."""
+        encoded = [self.encode(s.context, [delimiter + c for c in s.choices]) for s in samples]
+        lls, greedy = self.score_encoded(encoded, progress)
+        return [_result(s, ll, gr) for s, ll, gr in zip(samples, lls, greedy)]
+
+    def score_encoded(self, encoded: Sequence[Encoded], progress: Any = None
+                      ) -> tuple[list[list[float]], list[list[bool]]]:
+        """Log-likelihood of every continuation after its context (token ids already), and whether it is the greedy
+        decode; `progress(n_done)` after each batch. Preference tasks call this with (prompt, [chosen, rejected])."""
         import torch
 
-        encoded = [self.encode(s.context, [delimiter + c for c in s.choices]) for s in samples]
+        encoded = list(encoded)
         if self.mode == "auto":
             # how a model treats custom masks and cached prefixes is a property of the model, not of the task:
             # check once per model object, not once per task (the probe is a few forwards)
@@ -126,8 +134,8 @@ class McqScorer:
                 _VERDICTS[self.model] = (self.mode, self.prefix_cache if asked else None)
             else:
                 self.mode, self.prefix_cache = verdict[0], self.prefix_cache and bool(verdict[1])
-        lls: list[list[float] | None] = [None] * len(samples)
-        greedy: list[list[bool] | None] = [None] * len(samples)
+        lls: list[list[float] | None] = [None] * len(encoded)
+        greedy: list[list[bool] | None] = [None] * len(encoded)
         done = 0
         with torch.inference_mode():
             for prefix, batch in self._plan(encoded):
@@ -136,7 +144,7 @@ class McqScorer:
                 done += len(batch)
                 if progress:
                     progress(done)
-        return [_result(s, ll, gr) for s, ll, gr in zip(samples, lls, greedy)]
+        return lls, greedy
 
     def _run(self, encoded: list[Encoded], batch: list[int], prefixes: list | None):
         if self.mode == "separate":

@@ -1,7 +1,8 @@
 """Preference tasks (`type: preference`): how often a model prefers the chosen answer of a held-out pair.
 
-Rows are read by the dpo stage's reader (any layout it accepts) and tokenized by its tokenizer code, so the prompt /
-answer boundary, the template and the cutoff are the ones training used. Metrics:
+Rows are read by the dpo stage's reader (`eval/pairs.py`, any layout it accepts) and tokenized by its tokenizer
+code, so the prompt / answer boundary, the template and the cutoff are the ones training used. Answer log-probs come
+from the MCQ scorer (a pair is a context with two continuations). Metrics:
 - a causal LM (policy): `logp_acc`, log pi(chosen) > log pi(rejected) (answer log-probs summed over the answer
   tokens); with a reference, the implicit DPO reward r = beta * (log pi - log pi_ref): `reward_acc`,
   r(chosen) > r(rejected) (strict, as TRL's `rewards/accuracies`), and `reward_margin`, the mean r(chosen) -
@@ -15,51 +16,20 @@ Pairs dropped on reading (identical, empty answer) or tokenizing (cutoff) are co
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from tuneforge.config.schema import DataConfig, DatasetSpec, ModelConfig
-from tuneforge.data.preference import PairReader, PairSample
+from tuneforge.config.schema import DataConfig, ModelConfig
+from tuneforge.data.preference import PairSample
 from tuneforge.data.preference_tokenize import TokenStats, tokenize_pair
-from tuneforge.data.readers import read_rows
 from tuneforge.data.templates import ensure_template_tokens
 from tuneforge.errors import DataError
-from tuneforge.eval.logprobs import answer_logprobs, is_reward_model, sequence_scores
+from tuneforge.eval.logprobs import is_reward_model, sequence_scores
+from tuneforge.eval.mcq import Encoded, McqScorer
+from tuneforge.eval.pairs import PairSamples
 from tuneforge.models.heads import saved_score_outputs
 from tuneforge.models.load import grow_vocab, load_model
 from tuneforge.models.registry import base_model
-
-
-@dataclass
-class PairSamples:
-    """The pairs of a task file (each with a stable id: its row number) and the rows dropped on reading."""
-
-    pairs: list[tuple[str, PairSample]]
-    dropped: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-
-def load_pairs(path: str, limit: int | None = None) -> PairSamples:
-    """Validate every row of a preference file (file:line errors); keep the first `limit` pairs."""
-    if not Path(path).is_file():
-        raise DataError("eval task file not found", file=path)
-    reader, spec = PairReader(), DatasetSpec(path=path)
-    pairs, n_rows = [], 0
-    for i, row in enumerate(read_rows(path)):
-        n_rows += 1
-        sample = reader(row, spec)
-        if sample is not None:
-            pairs.append((str(i), sample))
-    counts = reader.counts.as_dict()
-    if not pairs:
-        raise DataError("no preference pairs in the file" if not n_rows else "every pair was dropped", file=path,
-                        hint=None if not n_rows else str({k: v for k, v in counts.items() if k != "warnings"}))
-    dropped = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_") and v}
-    return PairSamples(pairs[:limit] if limit else pairs, dropped, counts["warnings"])
 
 
 def load_reward_model(model_cfg: ModelConfig, tokenizer):
@@ -109,18 +79,18 @@ def run_preference(model, tokenizer, samples: PairSamples, metrics: list[str], b
     kept, dropped, warnings = tokenize_for(tokenizer, samples, ctx)
     if len(tokenizer) > base_model(model).get_input_embeddings().weight.shape[0]:
         grow_vocab(base_model(model), len(tokenizer))  # template tokens the tokenizer just gained
-    sides = [(r["prompt_ids"], r[f"{side}_ids"]) for side in ("chosen", "rejected") for _, _, r in kept]
-    size = 2 * ctx.batch_size  # eval.batch_size counts pairs: two sequences each
     if is_reward_model(model):
+        sides = [r["prompt_ids"] + r[f"{side}_ids"] for side in ("chosen", "rejected") for _, _, r in kept]
         done = _Done(progress, len(sides), len(samples))
-        scores = sequence_scores(model, tokenizer, [p + a for p, a in sides], size, done)
+        scores = sequence_scores(model, tokenizer, sides, 2 * ctx.batch_size, done)  # batch_size counts pairs
         records, mode = _rm_records(kept, scores), "reward model"
         note = "reward = the reward model's score of prompt + answer"
     else:
+        pairs = [Encoded(r["prompt_ids"], [r["chosen_ids"], r["rejected_ids"]]) for _, _, r in kept]
         passes = 2 if reference or _has_adapter(model) else 1
-        done = _Done(progress, passes * len(sides), len(samples))
-        policy = answer_logprobs(model, tokenizer, sides, size, done)
-        ref, note = _reference_logprobs(model, tokenizer, sides, reference, ctx, done)
+        done = _Done(progress, passes * len(pairs), len(samples))
+        policy = pair_logprobs(model, tokenizer, pairs, ctx, done)
+        ref, note = _reference_logprobs(model, tokenizer, pairs, reference, ctx, done)
         records, mode = _policy_records(kept, policy, ref, beta), "implicit reward" if ref else "log-likelihood"
     names = [m for m in metrics if m in records[0]["scores"]]
     if not names:
@@ -140,30 +110,44 @@ def _has_adapter(model) -> bool:
 
 
 class _Done:
-    """Progress in pairs (what the task counts) from sequences scored over every pass (policy, then reference)."""
+    """Progress in pairs (what the task counts) from units (sequences or pairs) scored over every pass (policy,
+    then reference). Called with the units finished since the last call."""
 
-    def __init__(self, progress: Callable[[int], None] | None, sequences: int, pairs: int):
-        self.progress, self.sequences, self.pairs, self.n = progress, sequences, pairs, 0
+    def __init__(self, progress: Callable[[int], None] | None, units: int, pairs: int):
+        self.progress, self.units, self.pairs, self.n = progress, units, pairs, 0
 
     def __call__(self, k: int) -> None:
         self.n += k
         if self.progress:
-            self.progress(self.n * self.pairs // max(self.sequences, 1))
+            self.progress(self.n * self.pairs // max(self.units, 1))
 
 
-def _reference_logprobs(model, tokenizer, sides, reference: str | None, ctx: PrefContext, done: _Done
-                        ) -> tuple[list[float] | None, str]:
+def pair_logprobs(model, tokenizer, pairs: list[Encoded], ctx: PrefContext, done: _Done) -> list[float]:
+    """Summed answer log-probs, every chosen answer then every rejected one, by the MCQ scorer (a pair is a context
+    with two continuations: the prompt is run once for both, batches under its token budget)."""
+    scorer = McqScorer(model, tokenizer, batch_size=ctx.batch_size, max_length=ctx.cutoff_len)
+    finished = [0]
+
+    def pass_progress(n_done: int) -> None:  # the scorer reports a running total per call
+        done(n_done - finished[0])
+        finished[0] = n_done
+
+    lls, _ = scorer.score_encoded(pairs, pass_progress)
+    return [ll[0] for ll in lls] + [ll[1] for ll in lls]
+
+
+def _reference_logprobs(model, tokenizer, pairs: list[Encoded], reference: str | None, ctx: PrefContext,
+                        done: _Done) -> tuple[list[float] | None, str]:
     """Reference log-probs and a line saying where they came from (None: no reference for this target)."""
-    size = 2 * ctx.batch_size
     if reference:
         ref_model = load_model(ctx.model_cfg.model_copy(update={"path": reference, "gguf_file": None,
                                                                 "adapter": None, "tokenizer": None}))
         grow_vocab(ref_model, len(tokenizer))
-        ref = answer_logprobs(ref_model.eval(), tokenizer, sides, size, done)
+        ref = pair_logprobs(ref_model.eval(), tokenizer, pairs, ctx, done)
         return ref, f"implicit reward against the reference model {reference}"
     if _has_adapter(model):
         with model.disable_adapter():  # the base the adapter was trained from: DPO's LoRA reference
-            ref = answer_logprobs(model, tokenizer, sides, size, done)
+            ref = pair_logprobs(model, tokenizer, pairs, ctx, done)
         return ref, "implicit reward against the base model (adapter disabled)"
     return None, ("no reference: the model has no adapter and the task sets no `reference:`, so logp_acc only "
                   "(an implicit reward against itself would be 0)")

@@ -20,7 +20,7 @@ from tuneforge.data.readers import read_rows
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.fewshot import FewshotSampler
 from tuneforge.eval.metrics import extract_number
-from tuneforge.eval.preference import PairSamples, load_pairs
+from tuneforge.eval.pairs import PairSamples, load_pairs
 from tuneforge.eval.presets import LETTERS, PRESETS
 
 

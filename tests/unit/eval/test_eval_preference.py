@@ -11,7 +11,8 @@ import pytest
 from tuneforge.config.evaluation import EvalConfig
 from tuneforge.config.schema import ModelConfig
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.eval.logprobs import answer_logprobs, sequence_scores
+from tuneforge.eval.logprobs import sequence_scores
+from tuneforge.eval.mcq import Encoded, McqScorer
 from tuneforge.eval.run import Target, evaluate, prepare_tasks
 
 
@@ -41,12 +42,18 @@ def _plain(model, prompt, answer) -> float:
     return float(sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(answer)))
 
 
+def _answer_logprobs(model, tok, seqs, batch_size):
+    """What preference tasks score: each answer's summed log-probs after its prompt, by the MCQ scorer."""
+    lls, _ = McqScorer(model, tok, batch_size=batch_size).score_encoded([Encoded(list(p), [list(a)]) for p, a in seqs])
+    return [ll[0] for ll in lls]
+
+
 def test_batched_answer_logprobs_equal_one_by_one_and_a_plain_forward(tiny_llama):
     model, tok = _model(tiny_llama)
     seqs = _sequences(tok)
     assert len({len(p) + len(a) for p, a in seqs}) == len(seqs)  # different lengths: real padding in the batch
-    batched = answer_logprobs(model, tok, seqs, batch_size=8)
-    alone = [answer_logprobs(model, tok, [s], batch_size=1)[0] for s in seqs]
+    batched = _answer_logprobs(model, tok, seqs, batch_size=8)
+    alone = [_answer_logprobs(model, tok, [s], batch_size=1)[0] for s in seqs]
     plain = [_plain(model, p, a) for p, a in seqs]
     assert batched == pytest.approx(alone, abs=1e-4) and batched == pytest.approx(plain, abs=1e-4)
     assert len({round(x, 3) for x in batched}) == len(seqs)  # distinct values, not a constant
