@@ -81,3 +81,20 @@ def test_cli_prints_the_table(config, tmp_path):
     assert "| features |" in res.output and (tmp_path / "compare.json").is_file()
     bad = CliRunner().invoke(app, ["compare-approaches", config, "-a", "nope", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "not an approach" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_decoder_budget_caps_only_the_decoder_routes_that_train(config, tiny_llama, tmp_path):
+    res = compare_approaches(config, approaches=["lora", "sft_lora", "decoder_cls"], decoder=tiny_llama,
+                             out=str(tmp_path), decoder_examples=20)
+    rows = {r["approach"]: r for r in res["rows"]}
+    assert not any(r.get("error") for r in rows.values()), rows
+    # batch 16: 20 examples = 2 steps (rounded up) for the decoder routes; the encoder keeps the config's 4 steps
+    assert rows["sft_lora"]["train_examples"] == rows["decoder_cls"]["train_examples"] == 32
+    assert rows["lora"]["train_examples"] == 64
+    for name, steps in (("sft_lora", 2), ("decoder_cls", 2), ("lora", 4)):
+        logged = [json.loads(x)["step"] for x in (Path(rows[name]["run_dir"]) / "metrics.jsonl").open()]
+        assert max(logged) == steps, (name, logged)
+    md = Path(res["files"]["md"]).read_text()
+    assert "train examples" in md and "see 20 examples" in md
+    with pytest.raises(ConfigError, match="decoder-examples"):
+        compare_approaches(config, approaches=["sft_lora"], out=str(tmp_path), decoder_examples=0)

@@ -22,9 +22,12 @@ def compare_approaches(
     shots: int = typer.Option(4, "--shots", help="Examples in context for few_shot."),
     label_words: Optional[list[str]] = typer.Option(
         None, "--label-words", help="Words the decoder routes use per label, in label order (default: the names)."),
+    decoder_examples: Optional[int] = typer.Option(
+        None, "--decoder-examples", help="Training examples for the decoder routes that train (sft_lora, "
+                                         "decoder_cls): a budget, as train.max_steps (default: the config's epochs)."),
 ) -> None:
     """Run and score every route on the same held-out split; one markdown table (winner per column), JSON, PNG."""
     from tuneforge.train.compare import compare_cli
 
     guarded(compare_cli, config, overrides or [], split_list(approaches) or None, decoder, out, shots,
-            split_list(label_words) or None)
+            split_list(label_words) or None, decoder_examples)

@@ -11,6 +11,9 @@ Every route is trained (or not) and scored on the same held-out split (the confi
 Each route is a normal run dir under the output dir; a route that fails is reported with its one-line error.
 Each route uses its stage's default learning rate for its method (train/stage.py `lr_defaults`): one train.lr
 fits no two of these routes, so the config's train.lr is not carried over.
+A decoder costs ~20x an encoder per training example, so `decoder_examples` caps what the decoder routes that train
+see (train.max_steps = the examples / the examples per step, drawn by the trainer's shuffle from the whole training
+set); each row reports the examples it trained on, so the table states the budget it compares.
 """
 
 from __future__ import annotations
@@ -42,12 +45,13 @@ class Comparison:
     decoder: str
     out: Path
     shots: int
+    decoder_examples: int | None = None
     base: dict = field(default_factory=dict)  # the user's config as written (unset fields left to the schema)
 
 
 def compare_approaches(config: str, overrides: list[str] | None = None, approaches: list[str] | None = None,
                        decoder: str = DEFAULT_DECODER, out: str | None = None, shots: int = 4,
-                       label_words: list[str] | None = None) -> dict:
+                       label_words: list[str] | None = None, decoder_examples: int | None = None) -> dict:
     """Run the chosen routes into `out` (default: <output.dir>/compare-<output.name>); returns the report dict."""
     cfg, stage = load_training_config(config, overrides or [])
     if "features" not in stage.methods:  # the routes need a classification stage (encoder features included)
@@ -64,10 +68,13 @@ def compare_approaches(config: str, overrides: list[str] | None = None, approach
     if len(words) != len(data.label_map.names):
         raise ConfigError(f"--label-words: {len(words)} words for {len(data.label_map.names)} labels "
                           f"({', '.join(data.label_map.names)})")
+    if decoder_examples is not None and decoder_examples <= 0:
+        raise ConfigError(f"--decoder-examples: {decoder_examples}: give a positive number of training examples")
     root = Path(out or Path(cfg.output.dir) / f"compare-{cfg.output.name or 'run'}")
-    cmp = Comparison(cfg, data, words, decoder, root, shots, _as_written(cfg))
+    cmp = Comparison(cfg, data, words, decoder, root, shots, decoder_examples, _as_written(cfg))
     result = {"dataset": ", ".join(s.path for s in cfg.data.eval), "encoder": cfg.model.path, "decoder": decoder,
               "train_samples": len(data.train), "eval_samples": len(data.eval), "labels": words, "shots": shots,
+              "decoder_examples": decoder_examples,
               "device": _device(), "load_average": _load_average(), "rows": []}
     for name in chosen:
         result["rows"].append(_run_one(cmp, name))
@@ -88,22 +95,26 @@ def _run_one(cmp: Comparison, name: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- routes
-def _route_config(cmp: Comparison, name: str, **changes) -> Config:
+def _route_config(cmp: Comparison, name: str, decoder_budget: bool = False, **changes) -> Config:
     tree = {**cmp.base, **changes}
     tree["train"] = {k: v for k, v in (cmp.base.get("train") or {}).items() if k != "lr"}
+    if decoder_budget and cmp.decoder_examples:
+        per_step = cmp.cfg.train.batch_size * cmp.cfg.train.grad_accum
+        tree["train"]["max_steps"] = max(1, -(-cmp.decoder_examples // per_step))
     tree["output"] = {**(cmp.base.get("output") or {}), "dir": str(cmp.out), "name": name, "overwrite": True}
     return load_config(None, [], base=tree)
 
 
-def _trained_cls(cmp: Comparison, name: str, **changes) -> dict:
-    out = run_training(_route_config(cmp, name, **changes))
+def _trained_cls(cmp: Comparison, name: str, decoder_budget: bool = False, **changes) -> dict:
+    cfg = _route_config(cmp, name, decoder_budget, **changes)
+    out = run_training(cfg)
     run = RunDir(Path(out["run_dir"]))
     train_s = out.get("train_runtime")
     if train_s is None and "embed_train_s" in out:
         train_s = out["embed_train_s"] + out.get("head_train_s", 0)
     row = {"run_dir": out["run_dir"], "eval_accuracy": out.get("eval_accuracy"),
            "eval_f1_macro": out.get("eval_f1_macro"), "train_s": train_s,
-           "trainable_params": saved_parameters(run)}
+           "trainable_params": saved_parameters(run), "train_examples": _examples_seen(cfg, len(cmp.data.train))}
     row["infer_s_per_1k"] = _time_cls_inference(cmp, run)
     return row
 
@@ -121,7 +132,7 @@ def route_lora(cmp: Comparison) -> dict:
 
 
 def route_decoder_cls(cmp: Comparison) -> dict:
-    return _trained_cls(cmp, "decoder_cls", method="lora", model={"path": cmp.decoder})
+    return _trained_cls(cmp, "decoder_cls", True, method="lora", model={"path": cmp.decoder})
 
 
 def _base_route(cmp: Comparison, name: str, shots: int) -> dict:
@@ -156,7 +167,7 @@ def route_sft_lora(cmp: Comparison) -> dict:
     lm = cmp.data.label_map
     train_file = dec.write_sft_data(cmp.out / "sft_lora_data.jsonl", cmp.data.train, cmp.words, lm)
     cutoff = (cmp.base.get("data") or {}).get("cutoff_len", cmp.cfg.data.cutoff_len) + 64  # + instruction
-    cfg = _route_config(cmp, "sft_lora", stage="sft", method="lora", model={"path": cmp.decoder}, task={},
+    cfg = _route_config(cmp, "sft_lora", True, stage="sft", method="lora", model={"path": cmp.decoder}, task={},
                         data={"train": [{"path": str(train_file)}], "cutoff_len": cutoff})
     out = run_training(cfg)
     run = RunDir(Path(out["run_dir"]))
@@ -165,8 +176,8 @@ def route_sft_lora(cmp: Comparison) -> dict:
     contexts = [dec.chat_context(tok, e, cmp.words, template, system) for e in cmp.data.eval]
     scored = dec.score_label_words(model, tok, contexts, cmp.data.eval, cmp.words, lm, delimiter="")
     run.write_json("eval_report.json", scored.pop("report"))
-    return {"run_dir": out["run_dir"], "train_s": out.get("train_runtime"),
-            "trainable_params": saved_parameters(run), **scored}
+    return {"run_dir": out["run_dir"], "train_s": out.get("train_runtime"), "trainable_params": saved_parameters(run),
+            "train_examples": _examples_seen(cfg, len(cmp.data.train)), **scored}
 
 
 ROUTES = {"features": route_features, "full": route_full, "lora": route_lora, "zero_shot": route_zero_shot,
@@ -174,6 +185,16 @@ ROUTES = {"features": route_features, "full": route_full, "lora": route_lora, "z
 
 
 # ---------------------------------------------------------------------------------------------- measures
+def _examples_seen(cfg: Config, n_train: int) -> int:
+    """Training examples the route goes through: max_steps x examples per step, else epochs x the training set
+    (features: the set embedded once)."""
+    if cfg.method == "features":
+        return n_train
+    if cfg.train.max_steps > 0:
+        return cfg.train.max_steps * cfg.train.batch_size * cfg.train.grad_accum
+    return round(n_train * cfg.train.epochs)
+
+
 def saved_parameters(run: RunDir) -> int:
     """Parameters the route trained, counted in what it saved: adapter (+ head), full model, or feature head."""
     import numpy as np
@@ -266,9 +287,9 @@ def _load_average() -> str:
 
 
 def compare_cli(config: str, overrides: list[str], approaches: list[str] | None, decoder: str, out: str | None,
-                shots: int, label_words: list[str] | None) -> dict:
+                shots: int, label_words: list[str] | None, decoder_examples: int | None = None) -> dict:
     """The CLI face: run, then print the markdown table and where the files are."""
-    result = compare_approaches(config, overrides, approaches, decoder, out, shots, label_words)
+    result = compare_approaches(config, overrides, approaches, decoder, out, shots, label_words, decoder_examples)
     print((Path(result["files"]["md"])).read_text(encoding="utf-8"))
     print(f"written: {', '.join(result['files'].values())}")
     return result

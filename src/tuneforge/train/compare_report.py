@@ -6,13 +6,14 @@ from pathlib import Path
 
 from tuneforge.runs import atomic_json, atomic_write
 
-# column key, header, better ("max" | "min"), formatter
+# column key, header, better ("max" | "min"; None: a fact of the route, no winner), formatter
 COLUMNS = (
     ("eval_accuracy", "accuracy", "max", lambda v: f"{v:.3f}"),
     ("eval_f1_macro", "macro-F1", "max", lambda v: f"{v:.3f}"),
     ("train_s", "train s", "min", lambda v: f"{v:.1f}"),
     ("infer_s_per_1k", "infer s / 1k", "min", lambda v: f"{v:.2f}"),
     ("trainable_params", "trainable params", "min", lambda v: f"{int(v):,}"),
+    ("train_examples", "train examples", None, lambda v: f"{int(v):,}"),
     ("peak_memory_mib", "peak MiB", "min", lambda v: f"{v:.0f}"),
 )
 # zero train time / zero trainable parameters belong to the routes that do not train: no "winner" there
@@ -23,6 +24,8 @@ def winners(rows: list[dict]) -> dict[str, str]:
     """Best approach per column among the rows that have a number there (ties: the first listed)."""
     out = {}
     for key, _, better, _ in COLUMNS:
+        if better is None:
+            continue
         vals = [(r[key], r["approach"]) for r in rows if isinstance(r.get(key), (int, float))
                 and not (key in _TRAINED_ONLY and not r.get("trains"))]
         if vals:
@@ -38,7 +41,9 @@ def markdown(result: dict) -> str:
     lines = [f"# Which approach? {result['dataset']}", "",
              f"Encoder `{result['encoder']}`, decoder `{result['decoder']}`; {result['train_samples']} train / "
              f"{result['eval_samples']} held-out eval examples, labels: {', '.join(result['labels'])}; "
-             f"{result['shots']} shots for few-shot. Device: {result['device']}; load average at start "
+             f"{result['shots']} shots for few-shot"
+             + (f"; the decoder routes that train see {result['decoder_examples']} examples (`--decoder-examples`)"
+                if result.get("decoder_examples") else "") + f". Device: {result['device']}; load average at start "
              f"{result['load_average']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -52,7 +57,7 @@ def markdown(result: dict) -> str:
     lines += ["", "Winners: " + "; ".join(f"{h}: **{win[k]}**" for k, h, _, _ in COLUMNS if k in win) + ".", "",
               "Train s = the stage's training time (features: embedding the train set + fitting the head); infer "
               "s / 1k = scoring the held-out split, per 1000 texts; trainable params = parameters the route "
-              "trains and saves; peak MiB = process peak RSS during the route (CUDA: peak allocated). Train-time "
+              "trains and saves; train examples = examples the route trained on (steps x batch, or epochs x the set); peak MiB = process peak RSS during the route (CUDA: peak allocated). Train-time "
               "and parameter winners are among the routes that train."]
     return "\n".join(lines) + "\n"
 
