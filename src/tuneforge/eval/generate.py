@@ -31,12 +31,14 @@ class GenSettings:
     seed: int = 1234
     max_length: int | None = None
     template: str = "auto"  # chat template name for `chat: true` tasks
+    system: str | None = None  # the run's default system prompt (data.system): chat prompts render as it trained
 
 
-def encode_prompt(tokenizer: Any, sample: GenSample, template: str = "auto") -> list[int]:
-    """Plain prompt (tokenizer's default special tokens), or the chat-rendered prompt for `chat: true` tasks."""
+def encode_prompt(tokenizer: Any, sample: GenSample, template: str = "auto", system: str | None = None) -> list[int]:
+    """Plain prompt (tokenizer's default special tokens), or the chat-rendered prompt for `chat: true` tasks (with
+    the run's default system prompt, so a model tuned with `data.system` is asked the way it was taught)."""
     if sample.chat:
-        return render_prompt(tokenizer, [{"role": "user", "content": sample.prompt}], template)
+        return render_prompt(tokenizer, [{"role": "user", "content": sample.prompt}], template, system)
     return tokenizer.encode(sample.prompt)
 
 
@@ -49,7 +51,7 @@ def generate(model: Any, tokenizer: Any, samples: Sequence[GenSample], settings:
     lose their left part (as in lm-eval)."""
     new = max_new_tokens or settings.max_new_tokens
     limit = resolve_max_length(model, tokenizer, settings.max_length)
-    prompts = [encode_prompt(tokenizer, s, settings.template)[-max(limit - new, 1):] for s in samples]
+    prompts = [encode_prompt(tokenizer, s, settings.template, settings.system)[-max(limit - new, 1):] for s in samples]
     stop_ids = stop_token_ids(tokenizer, settings.template) if any(s.chat for s in samples) else ()
     sampling = Sampling(max_new_tokens=new, temperature=settings.temperature if settings.do_sample else 0.0,
                         top_p=settings.top_p, top_k=0, seed=settings.seed)

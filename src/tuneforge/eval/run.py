@@ -155,7 +155,7 @@ def _run_task(model, tokenizer, spec: TaskSpec, samples, eval_cfg: EvalConfig, t
                           "preference pairs only", hint="use type: preference, or evaluate a causal LM")
     if spec.type == "mcq":
         return (*_run_mcq(model, tokenizer, spec, samples, eval_cfg, progress), {})
-    return (*_run_generate(model, tokenizer, spec, samples, eval_cfg, target.template, progress), {})
+    return (*_run_generate(model, tokenizer, spec, samples, eval_cfg, target.template, progress, target.system), {})
 
 
 def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, progress=None):
@@ -178,10 +178,11 @@ def _run_mcq(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConf
 
 
 def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: EvalConfig, template: str,
-                  progress=None):
+                  progress=None, system: str | None = None):
     settings = GenSettings(batch_size=eval_cfg.batch_size, max_new_tokens=eval_cfg.max_new_tokens,
                            do_sample=eval_cfg.do_sample, temperature=eval_cfg.temperature, top_p=eval_cfg.top_p,
-                           seed=eval_cfg.seed, max_length=eval_cfg.max_length, template=template)
+                           seed=eval_cfg.seed, max_length=eval_cfg.max_length, template=template,
+                           system=system)
     # a task's own value, else an explicitly set eval.max_new_tokens, else the preset's (lm-eval's), else the default
     explicit = eval_cfg.max_new_tokens if "max_new_tokens" in eval_cfg.model_fields_set else None
     new = spec.cfg.max_new_tokens or explicit or spec.max_new_tokens or eval_cfg.max_new_tokens

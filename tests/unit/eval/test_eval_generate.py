@@ -104,3 +104,16 @@ def test_chat_prompts_use_the_chat_template(lm):
     _, tok = lm
     ids = encode_prompt(tok, GenSample("0", "f", 1, "hello", ["x"], chat=True))
     assert tok.decode(ids).startswith("Human: hello") and tok.decode(ids).endswith("Assistant:")
+
+
+def test_chat_prompts_carry_the_runs_system_prompt(lm):
+    """A run tuned with data.system is evaluated with the same system turn (else generation tasks would ask it
+    differently from how it was taught)."""
+    from tuneforge.eval.generate import encode_prompt
+
+    _, tok = lm
+    sample = GenSample("0", "f", 1, "hello", ["x"], chat=True)
+    plain = tok.decode(encode_prompt(tok, sample))
+    with_system = tok.decode(encode_prompt(tok, sample, system="Answer in German."))
+    assert "Answer in German." in with_system and "Answer in German." not in plain
+    assert with_system.endswith(plain.split("hello")[-1])
