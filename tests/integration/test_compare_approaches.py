@@ -98,3 +98,27 @@ def test_decoder_budget_caps_only_the_decoder_routes_that_train(config, tiny_lla
     assert "train examples" in md and "see 20 examples" in md
     with pytest.raises(ConfigError, match="decoder-examples"):
         compare_approaches(config, approaches=["sft_lora"], out=str(tmp_path), decoder_examples=0)
+
+
+def test_rerunning_one_route_keeps_the_other_rows(config, tiny_llama, tmp_path):
+    first = compare_approaches(config, approaches=["features", "zero_shot"], decoder=tiny_llama, out=str(tmp_path))
+    feats = first["rows"][0]
+    again = compare_approaches(config, approaches=["zero_shot"], decoder=tiny_llama, out=str(tmp_path))
+    assert [r["approach"] for r in again["rows"]] == ["features", "zero_shot"]
+    assert again["rows"][0] == feats and again["kept_from_earlier"] == ["features"]
+    md = Path(again["files"]["md"]).read_text()
+    assert "Rows kept from an earlier run of the same setup: features" in md and md.count("\n| ") == 3
+    # another setup (shots) does not mix with the earlier rows
+    other = compare_approaches(config, approaches=["zero_shot"], decoder=tiny_llama, out=str(tmp_path), shots=1)
+    assert [r["approach"] for r in other["rows"]] == ["zero_shot"] and not other["kept_from_earlier"]
+
+
+def test_decoder_classifier_gets_the_decoder_lora_default(config, tiny_llama):
+    from tuneforge.config import load_config
+    from tuneforge.train.stages import get_stage
+
+    enc = load_config(config, ["method=lora"])
+    dec = load_config(config, ["method=lora", f"model.path={tiny_llama}"])
+    assert get_stage(enc).default_lr(enc) == 2e-3 and get_stage(dec).default_lr(dec) == 2e-4
+    mine = load_config(config, ["method=lora", f"model.path={tiny_llama}", "train.lr=1e-3"])
+    assert get_stage(mine).default_lr(mine) is None

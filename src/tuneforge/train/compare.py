@@ -76,14 +76,36 @@ def compare_approaches(config: str, overrides: list[str] | None = None, approach
               "train_samples": len(data.train), "eval_samples": len(data.eval), "labels": words, "shots": shots,
               "decoder_examples": decoder_examples,
               "device": _device(), "load_average": _load_average(), "rows": []}
+    kept = _earlier_rows(root, result, chosen)
     for name in chosen:
-        result["rows"].append(_run_one(cmp, name))
+        kept[name] = _run_one(cmp, name)
+    result["rows"] = [kept[name] for name in APPROACHES if name in kept]
+    result["kept_from_earlier"] = [name for name in APPROACHES if name in kept and name not in chosen]
     result["files"] = write_report(root, result)
     return result
 
 
+_SAME_SETUP = ("dataset", "encoder", "decoder", "train_samples", "eval_samples", "labels", "shots", "decoder_examples")
+
+
+def _earlier_rows(root: Path, result: dict, chosen: list[str]) -> dict[str, dict]:
+    """Rows of an earlier comparison in the same output dir with the same setup, for the routes not re-run now:
+    re-running one route (after a fix, or one that failed) updates its row and keeps the others' numbers."""
+    import json
+
+    try:
+        earlier = json.loads((root / "compare.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if any(earlier.get(k) != result.get(k) for k in _SAME_SETUP):
+        return {}
+    return {r["approach"]: r for r in earlier.get("rows", []) if r.get("approach") in APPROACHES
+            and r["approach"] not in chosen}
+
+
 def _run_one(cmp: Comparison, name: str) -> dict:
-    row: dict = {"approach": name, "trains": name not in ("zero_shot", "few_shot")}
+    row: dict = {"approach": name, "trains": name not in ("zero_shot", "few_shot"),
+                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_at_start": _load_average()}
     _reset_peak_memory()
     try:
         row.update(ROUTES[name](cmp))

@@ -46,6 +46,9 @@ def markdown(result: dict) -> str:
                 if result.get("decoder_examples") else "") + f". Device: {result['device']}; load average at start "
              f"{result['load_average']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if result.get("kept_from_earlier"):  # a re-run of some routes into the same dir keeps the others' rows
+        lines[4:4] = [f"Rows kept from an earlier run of the same setup: {', '.join(result['kept_from_earlier'])} "
+                      f"(each row's time and load average are in compare.json).", ""]
     for r in rows:
         cells = [r["approach"]]
         for key, _, _, fmt in COLUMNS:

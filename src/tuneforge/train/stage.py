@@ -25,6 +25,7 @@ class Stage:
     peft_task_type: str = "CAUSAL_LM"  # tells peft which head to train and save next to a LoRA adapter
     # train.lr per method when the user sets none (docs/compare.md has the evidence); absent = the schema default
     lr_defaults: dict[str, float] = {}
+    lr_defaults_decoder: dict[str, float] = {}  # the same for decoder-only models, where they differ
     # Recipe keys this stage honours (docs/tasks.md "Stronger recipes"); validate() refuses the others when set,
     # so a key never silently does nothing.
     recipe_keys: frozenset[str] = frozenset()
@@ -75,6 +76,11 @@ class Stage:
         Recorded as `resolved: {train.lr: ...}`; the validated config is left as the user wrote it."""
         if "lr" in cfg.train.model_fields_set:
             return None
+        if cfg.method in self.lr_defaults_decoder:
+            from tuneforge.models.family import is_decoder_only
+
+            if is_decoder_only(cfg.model):
+                return self.lr_defaults_decoder[cfg.method]
         return self.lr_defaults.get(cfg.method)
 
     def preflight(self, cfg: Config) -> None:
