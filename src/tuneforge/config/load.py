@@ -69,10 +69,30 @@ def _set_path(tree: dict, parts: list[str], value: Any) -> None:
     tree[parts[-1]] = value
 
 
-def deep_merge(base: dict, extra: dict) -> dict:
+def deep_merge(base: dict, extra: dict, where: str = "") -> dict:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        key = f"{where}{k}"
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v, f"{key}.")
+        elif isinstance(v, dict) and isinstance(out.get(k), list) and v and all(str(i).isdigit() for i in v):
+            out[k] = _merge_indexed(out[k], v, key)  # `data.train.0.max_samples=500`: one element of a list
+        else:
+            out[k] = v
+    return out
+
+
+def _merge_indexed(items: list, extra: dict, key: str) -> list:
+    out = list(items)
+    for i, v in extra.items():
+        n = int(i)
+        if n >= len(out):
+            raise ConfigError(f"override '{key}.{i}': {key} has {len(out)} item(s), no index {n}",
+                              hint=f"indexes start at 0; set the whole list with {key}=[...]")
+        if isinstance(v, dict) and not isinstance(out[n], dict):
+            raise ConfigError(f"override '{key}.{i}.{next(iter(v))}': {key}.{i} is a value ({out[n]!r}), not a "
+                              "section", hint=f"write the item out in the config, or set {key}=[...] whole")
+        out[n] = deep_merge(out[n], v, f"{key}.{i}.") if isinstance(v, dict) else v
     return out
 
 

@@ -123,3 +123,16 @@ def test_teacher_adapter_and_reward_files_resolve_next_to_config(tmp_path, monke
     cfg = load_config(p)
     assert cfg.distill.teacher == str(tmp_path / "teacher") and cfg.model.adapter == str(tmp_path / "ad")
     assert cfg.align.rewards == ["exact_number", f"rm:{tmp_path / 'rm_run'}", f"{tmp_path / 'r.py'}:f", "pkg.mod:fn"]
+
+
+def test_override_reaches_one_item_of_a_list(tmp_path):
+    p = write(tmp_path, "model:\n  path: m\ndata:\n  train:\n    - {path: a.json, max_samples: 10}\n    - {path: b.json}\n"
+                        "eval:\n  tasks:\n    - {name: t, preset: translation, file: v.jsonl}\n")
+    cfg = load_config(p, ["data.train.1.max_samples=5", "eval.tasks.0.file=w.jsonl"])
+    assert [(s.path, s.max_samples) for s in cfg.data.train] == [("a.json", 10), ("b.json", 5)]
+    assert cfg.eval.tasks[0].file == "w.jsonl" and cfg.eval.tasks[0].preset == "translation"
+    with pytest.raises(ConfigError, match=r"data.train has 2 item\(s\), no index 2"):
+        load_config(p, ["data.train.2.max_samples=5"])
+    q = write(tmp_path, "model:\n  path: m\ndata:\n  train: [a.json]\n")
+    with pytest.raises(ConfigError, match=r"data.train.0 is a value"):
+        load_config(q, ["data.train.0.max_samples=5"])
