@@ -117,6 +117,27 @@ def test_decoder_lm_classification_head(tmp_path, sentiment):
     assert out["eval_accuracy"] >= 0.85, out
 
 
+def test_decoder_head_starts_at_zero_but_a_trained_head_is_kept(tmp_path):
+    """A new score head on a decoder LM starts at zero (logits equal, loss ln K); a classifier checkpoint's own head
+    is loaded as it is, not zeroed."""
+    import torch
+
+    from tuneforge.data.task_data import LabelMap
+    from tuneforge.models.load import load_tokenizer
+    from tuneforge.train.cls import build_model
+
+    labels = LabelMap(names=["negative", "positive"], multi_label=False)
+    cfg = cls_cfg(tmp_path, tiny_llama(), "a.jsonl", "b.jsonl")
+    model = build_model(cfg, load_tokenizer(cfg.model), labels)
+    assert torch.count_nonzero(model.score.weight) == 0
+    with torch.no_grad():
+        model.score.weight.fill_(0.5)
+    model.save_pretrained(tmp_path / "clf")
+    load_tokenizer(cfg.model).save_pretrained(tmp_path / "clf")
+    again = build_model(cls_cfg(tmp_path, tmp_path / "clf", "a.jsonl", "b.jsonl"), load_tokenizer(cfg.model), labels)
+    assert torch.all(again.score.weight == 0.5)
+
+
 def test_unknown_eval_label_fails_before_training(tmp_path, sentiment):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"sentence": "ok", "label": "positive"},
                                                {"sentence": "meh", "label": "neutral"}])

@@ -28,6 +28,28 @@ def unfreeze_task_head(model) -> None:
             p.requires_grad_(True)
 
 
+def zero_new_score_head(model) -> bool:
+    """Zero a decoder LM's freshly initialised `score` head (the checkpoint was a causal LM, not a classifier).
+
+    A decoder's last-token state is large (norm ~50 on SmolLM2-135M, a few dimensions ~20 on every input), so the
+    default N(0, 0.02) head starts with logits of +-1 that carry no signal; at a LoRA learning rate the head then
+    cannot leave that noise in a short run (SST-2: loss stayed at ln 2), and at an encoder's rate it oscillates.
+    From zero the logits start equal (loss = ln K) and the first steps move the head along the informative
+    directions, as LoRA's zero-initialised B keeps the start equal to the pretrained model. Returns True if zeroed.
+    """
+    import torch
+
+    head = getattr(model, "score", None)
+    archs = getattr(model.config, "architectures", None) or []
+    if head is None or any(a.endswith("ForSequenceClassification") for a in archs):
+        return False  # no such head, or a trained classifier's head that was loaded
+    with torch.no_grad():
+        head.weight.zero_()
+        if getattr(head, "bias", None) is not None:
+            head.bias.zero_()
+    return True
+
+
 def pool(hidden, mask, how: str):
     """One vector per sequence from token states [B, T, H] and the attention mask [B, T]."""
     import torch

@@ -11,6 +11,8 @@ from tuneforge.config.schema import Config
 from tuneforge.data.task_data import ClsExample, LabelMap, balance_report, class_counts
 from tuneforge.data.task_rows import token_length_stats
 from tuneforge.errors import ConfigError
+from tuneforge.models.family import is_decoder_only
+from tuneforge.models.heads import zero_new_score_head
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
 from tuneforge.train import features
@@ -43,6 +45,8 @@ def build_model(cfg: Config, tokenizer, label_map: LabelMap):
         problem_type="multi_label_classification" if label_map.multi_label else "single_label_classification")
     if model.config.pad_token_id is None:  # decoder LMs: the head reads the last non-pad token
         model.config.pad_token_id = tokenizer.pad_token_id
+    if not cfg.task.random_init and is_decoder_only(cfg.model):
+        zero_new_score_head(model)
     return model
 
 
