@@ -119,6 +119,6 @@ def test_decoder_classifier_gets_the_decoder_lora_default(config, tiny_llama):
 
     enc = load_config(config, ["method=lora"])
     dec = load_config(config, ["method=lora", f"model.path={tiny_llama}"])
-    assert get_stage(enc).default_lr(enc) == 2e-3 and get_stage(dec).default_lr(dec) == 2e-4
+    assert get_stage(enc).default_lr(enc) == 2e-3 and get_stage(dec).default_lr(dec) == 1e-3
     mine = load_config(config, ["method=lora", f"model.path={tiny_llama}", "train.lr=1e-3"])
     assert get_stage(mine).default_lr(mine) is None
