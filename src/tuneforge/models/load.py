@@ -91,7 +91,8 @@ def _looks_like_hub_id(path: str) -> bool:
 
 def gguf_cache_dir(gguf_path: Path) -> Path:
     st = gguf_path.stat()
-    key = hashlib.sha256(f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    # "v2": older caches may hold a task head, or name the tied embeddings only `lm_head.weight`; they are rebuilt
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v2".encode()).hexdigest()[:16]
     root = Path(os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge")
     return root / "gguf" / f"{gguf_path.stem}-{key}"
 
@@ -182,11 +183,18 @@ def _load_gguf(gguf_path: Path, auto_class, common: dict):
         return from_pretrained(auto_class, str(cached), **common)
     check_gguf(gguf_path)
     print(f"de-quantizing {gguf_path.name} once; cached as safetensors in {cached}", flush=True)
-    model = auto_class.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, **common)
+    from transformers import AutoModelForCausalLM
+
+    # The cache holds the language model the file stores, whichever class asks first: a task class would save its
+    # fresh random head into it, and a later load with another label count would then fail on the head's shape.
+    lm_args = {k: v for k, v in common.items() if k in ("dtype", "trust_remote_code", "attn_implementation")}
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, **lm_args)
     _save_cache(model, gguf_path, cached)
     if (cached / "model.safetensors").exists():
         # Reload the plain safetensors copy: a GGUF-loaded model is flagged "quantized" and cannot be trained.
         return from_pretrained(auto_class, str(cached), **common)
+    if auto_class is not AutoModelForCausalLM:  # no cache (read-only disk): the task class straight from the file
+        model = auto_class.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, **common)
     return _as_plain_model(model)
 
 
@@ -199,23 +207,34 @@ def _as_plain_model(model):
     return model
 
 
+def _untied_state(model) -> dict:
+    """The state dict with tied output embeddings left out, as Hugging Face checkpoints store them: the input
+    embeddings keep their own name, so a task class (no LM head) loads them too. safetensors' save_model keeps one
+    name of a shared tensor, which here was `lm_head.weight`: a classifier then got random embeddings."""
+    emb = model.get_input_embeddings().weight
+    out = model.get_output_embeddings()
+    out_names = {f"{n}.weight" for n, m in model.named_modules(remove_duplicate=False) if out is not None and m is out}
+    return {k: v.contiguous() for k, v in model.state_dict().items()
+            if not (k in out_names and v.data_ptr() == emb.data_ptr())}
+
+
 def _save_cache(model, gguf_path: Path, cached: Path) -> None:
     """Write the de-quantized model + tokenizer atomically so the next load skips GGUF conversion."""
     from transformers import AutoTokenizer
 
     import shutil
 
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         # save_pretrained refuses GGUF-loaded models; the weights are plain de-quantized tensors, so write them
-        # directly (save_model handles tied embeddings) with a config that no longer mentions GGUF.
+        # directly with a config that no longer mentions GGUF.
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         type(model.config).from_dict(config).save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(_untied_state(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(tmp)

@@ -77,3 +77,27 @@ def test_gguf_first_load_is_trainable(tmp_path, monkeypatch):
 
     Trainer(model=m, args=TrainingArguments(output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none"))
     assert m.get_input_embeddings().weight.dtype == torch.float32
+
+
+def test_gguf_cache_holds_the_language_model_whichever_class_loads_first(tmp_path, monkeypatch):
+    """A classifier loaded first must not leave its random head in the shared cache (a later classifier with
+    another label count failed on its shape), and every class loads the file's embeddings from the cache (a
+    classifier got random ones when the tied embeddings were stored under `lm_head.weight` only)."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path))
+    cfg = ModelConfig(path="builtin:smollm2")
+    two = load_model(cfg, auto_class=AutoModelForSequenceClassification, num_labels=2)
+    assert two.score.weight.shape[0] == 2
+    [cached] = (tmp_path / "gguf").glob("*/model.safetensors")
+    with safe_open(str(cached), "pt") as f:
+        assert not [k for k in f.keys() if k.startswith("score")] and "model.embed_tokens.weight" in f.keys()
+    four = load_model(cfg, auto_class=AutoModelForSequenceClassification, num_labels=4)
+    lm = load_model(cfg, auto_class=AutoModelForCausalLM)
+    assert four.score.weight.shape[0] == 4
+    assert torch.equal(four.model.embed_tokens.weight, lm.model.embed_tokens.weight)
+    assert torch.equal(two.model.embed_tokens.weight, lm.model.embed_tokens.weight)
+    assert torch.equal(lm.get_output_embeddings().weight, lm.model.embed_tokens.weight)
+    assert lm.model.embed_tokens.weight.std() > 0.05  # the file's embeddings, not a fresh N(0, 0.02) init
