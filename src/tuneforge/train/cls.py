@@ -105,10 +105,9 @@ class ClsStage(Stage):
     # bench/results/tasks.md (MiniLM-L6, SST-2 2000 rows, 1 epoch): full 1e-4 -> 0.846; LoRA 5e-4 did not learn
     # in 32 steps (0.514), 2e-3 -> 0.830. To be re-measured per model family with `tuneforge compare-approaches`.
     lr_defaults = {"full": 1e-4, "freeze": 1e-4, "lora": 2e-3}
-    # SmolLM2-135M, last-token head, LoRA, SST-2 with 1,024 training examples (compare-approaches
-    # --decoder-examples 1000; docs/compare.md): with the old random head, 2e-3 and 2e-4 both stayed at chance; with
-    # the zero-initialised head (models/heads.py) 2e-4 reached 0.588 and 1e-3 0.833 (the only two rates tried; AG
-    # News, not tuned on, is the check: bench/results/compare_agnews.md).
+    # SmolLM2-135M, last-token head (zero-initialised, models/heads.py), LoRA, SST-2 with 1,024 training examples
+    # (compare-approaches --decoder-examples 1000; docs/compare.md): 2e-4 -> 0.588, 1e-3 -> 0.833 (the only two
+    # rates tried); AG News, not tuned on, is the check (bench/results/compare_agnews.md).
     lr_defaults_decoder = {"lora": 1e-3}
     recipe_keys = frozenset({"task.class_weights", "train.label_smoothing", "train.early_stopping_patience"})
 
