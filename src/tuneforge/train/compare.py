@@ -72,7 +72,7 @@ def compare_approaches(config: str, overrides: list[str] | None = None, approach
         raise ConfigError(f"--decoder-examples: {decoder_examples}: give a positive number of training examples")
     root = Path(out or Path(cfg.output.dir) / f"compare-{cfg.output.name or 'run'}")
     cmp = Comparison(cfg, data, words, decoder, root, shots, decoder_examples, _as_written(cfg))
-    result = {"dataset": ", ".join(s.path for s in cfg.data.eval), "encoder": cfg.model.path, "decoder": decoder,
+    result = {"dataset": _dataset_name(cfg), "encoder": cfg.model.path, "decoder": decoder,
               "train_samples": len(data.train), "eval_samples": len(data.eval), "labels": words, "shots": shots,
               "decoder_examples": decoder_examples,
               "device": _device(), "load_average": _load_average(), "rows": []}
@@ -83,6 +83,13 @@ def compare_approaches(config: str, overrides: list[str] | None = None, approach
     result["kept_from_earlier"] = [name for name in APPROACHES if name in kept and name not in chosen]
     result["files"] = write_report(root, result)
     return result
+
+
+def _dataset_name(cfg: Config) -> str:
+    """The held-out split the table scores: the eval files, or the part of the training files held out."""
+    if cfg.data.eval:
+        return ", ".join(s.path for s in cfg.data.eval)
+    return f"{', '.join(s.path for s in cfg.data.train)} ({cfg.data.eval_split:g} held out)"
 
 
 _SAME_SETUP = ("dataset", "encoder", "decoder", "train_samples", "eval_samples", "labels", "shots", "decoder_examples")
