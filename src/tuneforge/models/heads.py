@@ -32,10 +32,10 @@ def zero_new_score_head(model) -> bool:
     """Zero a decoder LM's freshly initialised `score` head (the checkpoint was a causal LM, not a classifier).
 
     A decoder's last-token state is large (norm ~50 on SmolLM2-135M, a few dimensions ~20 on every input), so the
-    default N(0, 0.02) head starts with logits of +-1 that carry no signal; at a LoRA learning rate the head then
-    cannot leave that noise in a short run (SST-2: loss stayed at ln 2), and at an encoder's rate it oscillates.
-    From zero the logits start equal (loss = ln K) and the first steps move the head along the informative
-    directions, as LoRA's zero-initialised B keeps the start equal to the pretrained model. Returns True if zeroed.
+    default N(0, 0.02) head starts with logits of about +-1 that carry no signal. From zero the logits start equal
+    (loss = ln K), as LoRA's zero-initialised B keeps the start equal to the pretrained model. (The chance-level
+    runs that prompted this were caused by the GGUF cache's missing embeddings, fixed in models/load.py; the zero
+    head's own effect was not measured separately.) Returns True if zeroed.
     """
     import torch
 
