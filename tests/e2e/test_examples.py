@@ -31,6 +31,7 @@ QUICK = {
     "translation_smollm2.yaml": ["eval.after_train=false"],  # the example's cutoff: its system turn fills 64 tiny-tokenizer tokens
     "sentiment_minilm.yaml": ["data.cutoff_len=32"],
     "topics_minilm.yaml": ["data.cutoff_len=32"],
+    "qa_smollm2.yaml": ["eval.tasks.0.limit=2", "eval.tasks.0.max_new_tokens=4"],
     "qa_minilm.yaml": ["data.cutoff_len=96", "task.doc_stride=32"],
     "translation_t5tiny.yaml": ["data.cutoff_len=24", "task.max_target_len=24", "task.max_new_tokens=8"],
 }

@@ -94,6 +94,35 @@ def test_early_stopping_stops_and_saves_the_best_checkpoint(tmp_path):
     assert state["best_model_checkpoint"] == str(run / "checkpoints" / f"checkpoint-{best}")  # not the staging dir
 
 
+def test_validation_split_is_what_selection_watches_and_the_eval_set_is_scored_at_the_end(tmp_path):
+    tr = write_jsonl(tmp_path / "t.jsonl", sentiment_rows(240, 0))
+    # the eval set's labels are flipped: a run that selected on it would log low scores during training
+    flipped = [{**r, "label": {"positive": "negative", "negative": "positive"}[r["label"]]} for r in sentiment_rows(80, 1)]
+    ev = write_jsonl(tmp_path / "e.jsonl", flipped)
+    out = run_training(load_config(overrides=cls_overrides(
+        tmp_path, tr, ev, "output.name=vs", "train.max_steps=120", "train.eval_steps=5",
+        "train.early_stopping_patience=3", "train.validation_split=0.25")))
+    run = Path(out["run_dir"])
+    report = json.loads((run / "data_report.json").read_text())
+    assert (report["train"]["samples"], report["validation"]["samples"], report["eval"]["samples"]) == (180, 60, 80)
+    results = json.loads((run / "results.json").read_text())
+    assert results["best_validation_accuracy"] >= 0.9 and "best_eval_accuracy" not in results  # learned, held out
+    assert results["eval_accuracy"] <= 0.1  # the flipped eval set, scored once by the selected model
+    watched = [json.loads(x)["eval_accuracy"] for x in (run / "metrics.jsonl").read_text().splitlines()
+               if "eval_accuracy" in json.loads(x)]
+    assert len(watched) >= 2 and max(watched) == results["best_validation_accuracy"]
+
+
+def test_validation_split_is_refused_where_nothing_watches_it(tmp_path):
+    tr = write_jsonl(tmp_path / "t.jsonl", sentiment_rows(40, 0))
+    with pytest.raises(ConfigError, match="train.validation_split does not apply to method features"):
+        run_training(load_config(overrides=[*cls_overrides(tmp_path, tr, tr, "train.validation_split=0.2"),
+                                            "method=features"]))
+    with pytest.raises(ConfigError, match="train.validation_split does not apply to stage qa"):
+        run_training(load_config(overrides=[*cls_overrides(tmp_path, tr, tr, "train.validation_split=0.2"),
+                                            "stage=qa"]))
+
+
 def test_label_smoothing_keeps_the_classifier_less_confident(tmp_path):
     tr = write_jsonl(tmp_path / "t.jsonl", sentiment_rows(240, 0))
     ev = write_jsonl(tmp_path / "e.jsonl", sentiment_rows(40, 1))

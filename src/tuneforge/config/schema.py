@@ -136,6 +136,10 @@ class TrainConfig(Section):
         0, ge=0, description="Stop when the stage's main metric (task.metric: cls accuracy, qa f1, seq2seq bleu) "
         "has not improved for N evaluations (every eval_steps, else every epoch); the best checkpoint is reloaded "
         "and saved as the final model (results.json: best_step). 0: off. Task stages; needs eval data.")
+    validation_split: float = Field(
+        0.0, ge=0, lt=1, description="cls: hold out this fraction of the training rows (seeded by data.mix_seed) as "
+        "a validation set that early stopping and the best checkpoint watch, so the eval set (data.eval or "
+        "data.eval_split) is scored once, at the end, by a model not selected on it. 0: they watch the eval set.")
     early_stopping_threshold: float = Field(0.0, ge=0, description="Smallest change of the main metric that "
                                             "counts as an improvement for early stopping.")
     seeds: list[int] = Field(default_factory=list, description="Train once per seed into <run>/seed-<s>/ and write "

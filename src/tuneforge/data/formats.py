@@ -5,6 +5,8 @@ Formats
 - sharegpt: conversations: [{from, value}], roles human/gpt/system (keys and role names configurable via `tags`)
 - openai:   messages: [{role, content}]
 - text:     text (continued pre-training)
+- qa:       context, question, answers (SQuAD, flat): the user turn asks the question about the context, the reply is
+            the first answer span; unanswerable questions (no answer) are skipped and counted
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ SHAREGPT_DEFAULT_TAGS = {
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
                 "model": "assistant", "system": "system"}
 
+
+# The question-answering prompt; eval's `squad` preset appends "\nAnswer:" so a plain prompt ends where the reply starts.
+QA_PROMPT = "Context: {context}\nQuestion: {question}"
 
 SampleKind = Literal["chat", "text"]  # what a stage trains on: conversations, or documents (pre-training)
 
@@ -46,6 +51,8 @@ def detect_format(row: Row) -> str:
         return "sharegpt"
     if "instruction" in keys or "output" in keys:
         return "alpaca"
+    if {"context", "question", "answers"} <= keys:
+        return "qa"
     if "text" in keys and len(keys) <= 3:
         return "text"
     raise DataError(f"cannot detect the data format from fields {sorted(keys)}", file=row.file, line=row.line,
@@ -87,6 +94,32 @@ def from_alpaca(row: Row, columns: dict[str, str]) -> list[dict]:
         msgs += [{"role": "user", "content": str(user)}, {"role": "assistant", "content": str(assistant)}]
     user = instruction + ("\n" + extra if extra else "")
     return msgs + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+
+
+def from_qa(row: Row, columns: dict[str, str]) -> list[dict] | None:
+    """A SQuAD row as a chat: the reply is the first answer's text; None for an unanswerable question."""
+    context = _text(row, _col(columns, "context"), True, "the passage")
+    question = _text(row, _col(columns, "question"), True, "the question")
+    key = _col(columns, "answers")
+    if key not in row.data:
+        raise DataError(f"missing field '{key}' (the answers)", file=row.file, line=row.line,
+                        hint='expected answers: {"text": [...], "answer_start": [...]}; map names with columns: {...}')
+    raw = row.data[key]
+    if isinstance(raw, dict):  # HF layout {"text": [...], "answer_start": [...]}
+        texts = raw.get("text", [])
+    elif isinstance(raw, list):  # SQuAD JSON layout [{"text", "answer_start"}, ...] or plain strings
+        texts = [a.get("text") if isinstance(a, dict) else a for a in raw]
+    else:
+        texts = raw
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or any(not isinstance(t, str) for t in texts):
+        raise DataError(f"'{key}' must hold answer texts ({{\"text\": [...]}} or a list), got {raw!r:.80}",
+                        file=row.file, line=row.line)
+    answer = next((t for t in texts if t.strip()), None)
+    if answer is None:
+        return None
+    return [{"role": "user", "content": QA_PROMPT.format(context=context, question=question)},
+            {"role": "assistant", "content": answer}]
 
 
 def from_turns(row: Row, key: str, tags: dict[str, str]) -> list[dict]:
@@ -134,8 +167,10 @@ def check_roles(msgs: list[dict], row: Row) -> None:
         raise DataError("empty assistant response", file=row.file, line=row.line)
 
 
-def to_sample(row: Row, fmt: str, columns: dict[str, str], tags: dict[str, str], kind: SampleKind = "chat") -> Sample:
-    """Convert one row (already read) into a validated Sample; raise DataError naming file:line.
+def to_sample(row: Row, fmt: str, columns: dict[str, str], tags: dict[str, str],
+              kind: SampleKind = "chat") -> Sample | None:
+    """Convert one row (already read) into a validated Sample; raise DataError naming file:line. None: a `qa` row
+    with no answer (unanswerable), which the loader counts.
 
     `kind="text"` (pre-training) reads a document from any layout: its text field, else content / output."""
     if fmt == "auto":
@@ -153,6 +188,10 @@ def to_sample(row: Row, fmt: str, columns: dict[str, str], tags: dict[str, str],
     elif fmt == "sharegpt":
         msgs = from_turns(row, _col(columns, "messages") if "messages" in columns else "conversations",
                           {**SHAREGPT_DEFAULT_TAGS, **tags})
+    elif fmt == "qa":
+        msgs = from_qa(row, columns)
+        if msgs is None:
+            return None
     elif fmt == "openai":
         msgs = from_turns(row, _col(columns, "messages"),
                           {**SHAREGPT_DEFAULT_TAGS, "role_tag": "role", "content_tag": "content",

@@ -25,13 +25,16 @@ class DataReport:
     invalid: int = 0
     capped: int = 0  # dropped by max_samples
     decontaminated: int = 0
+    unanswerable: int = 0  # `format: qa` questions with no answer: nothing to train a reply on
     per_dataset: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"read": self.read, "invalid": self.invalid, "capped_by_max_samples": self.capped,
-                "decontaminated": self.decontaminated, "per_dataset": self.per_dataset,
-                "warnings": self.warnings[:50]}
+        counts = {"read": self.read, "invalid": self.invalid, "capped_by_max_samples": self.capped,
+                  "decontaminated": self.decontaminated}
+        if self.unanswerable:
+            counts["unanswerable_skipped"] = self.unanswerable
+        return {**counts, "per_dataset": self.per_dataset, "warnings": self.warnings[:50]}
 
 
 def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport, kind: SampleKind = "chat",
@@ -49,7 +52,11 @@ def load_samples(spec: DatasetSpec, cfg: Config, report: DataReport, kind: Sampl
     for row in iter_rows(spec, on_invalid=skip if cfg.data.invalid == "skip" else None):
         report.read += 1
         try:
-            sample = convert(row, spec) if convert else to_sample(row, spec.format, spec.columns, spec.tags, kind)
+            if convert:
+                sample = convert(row, spec)
+            else:
+                sample = to_sample(row, spec.format, spec.columns, spec.tags, kind)
+                report.unanswerable += sample is None
             if sample is not None:
                 samples.append(sample)
         except DataError as e:

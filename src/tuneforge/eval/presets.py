@@ -10,6 +10,8 @@ import re
 import string
 from typing import Any
 
+from tuneforge.data.formats import QA_PROMPT
+
 LETTERS = string.ascii_uppercase
 
 
@@ -112,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # lm-eval's generic generate_until: `input` -> `target`, stop at the few-shot delimiter, 256 tokens.
     "generate_until": dict(type="generate", prompt="{input}", target="target", metrics=["exact_match"],
                            stop=["\n\n"], max_new_tokens=256),
-    "squad": dict(type="generate", prompt="Context: {context}\nQuestion: {question}\nAnswer:", target="answers.text",
+    "squad": dict(type="generate", prompt=QA_PROMPT + "\nAnswer:", target="answers.text",
                   metrics=["exact_match", "f1"], stop=["\n"], main_metric="f1"),
     "translation": dict(type="generate", prompt="Translate English to German.\nEnglish: {en}\nGerman:", target="de",
                         metrics=["bleu", "chrf", "ter"], stop=["\n"], main_metric="chrf"),

@@ -64,12 +64,15 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
     max_len = max_input_len(cfg, tokenizer, model.config)
     train_ds = ListDataset(encode(data.train, tokenizer, max_len, data.label_map))
     eval_ds = ListDataset(encode(data.eval, tokenizer, max_len, data.label_map)) if data.eval else None
+    # what evaluations during training (early stopping, the best checkpoint) watch: the validation part when there
+    # is one, so the eval set is only scored at the end
+    watch_ds = ListDataset(encode(data.validation, tokenizer, max_len, data.label_map)) if data.validation else eval_ds
     model = prepare_task_model(model, cfg, stage.peft_task_type)
 
     trainer = TuneforgeTrainer(
-        model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        model=model, train_dataset=train_ds, eval_dataset=watch_ds, processing_class=tokenizer,
         # label smoothing is applied by our loss (with the class weights), not by the Trainer's smoother
-        args=task_training_args(cfg, run, has_eval=eval_ds is not None, select=stage.selection(cfg),
+        args=task_training_args(cfg, run, has_eval=watch_ds is not None, select=stage.selection(cfg),
                                 label_smoothing_factor=0.0),
         data_collator=DataCollatorWithPadding(tokenizer),
         # only when asked: the default stays the model's own loss (bit-identical to a plain Trainer run)
@@ -78,6 +81,8 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
         compute_metrics=metrics_fn(data.label_map, cfg.task.multi_label_threshold, stage.main_metric(cfg)),
         callbacks=callbacks(cfg, run))
     metrics = fit_save_report(trainer, tokenizer, run, cfg, data, eval_ds, resume)
+    if data.validation:  # the best checkpoint was chosen on the validation part: say so in the names
+        metrics = {k.replace("best_eval_", "best_validation_"): v for k, v in metrics.items()}
     if eval_ds is not None:
         print_summary("cls", metrics, ("eval_accuracy", "eval_f1_macro", "eval_f1_micro"))
     return metrics
@@ -109,13 +114,16 @@ class ClsStage(Stage):
     # (compare-approaches --decoder-examples 1000; docs/compare.md): 2e-4 -> 0.588, 1e-3 -> 0.833 (the only two
     # rates tried); AG News, not tuned on, is the check (bench/results/compare_agnews.md).
     lr_defaults_decoder = {"lora": 1e-3}
-    recipe_keys = frozenset({"task.class_weights", "train.label_smoothing", "train.early_stopping_patience"})
+    recipe_keys = frozenset({"task.class_weights", "train.label_smoothing", "train.early_stopping_patience",
+                             "train.validation_split"})
 
     def validate(self, cfg: Config) -> None:
         super().validate(cfg)
-        if cfg.method == "features" and (cfg.train.label_smoothing or cfg.train.early_stopping_patience):
-            key = "train.label_smoothing" if cfg.train.label_smoothing else "train.early_stopping_patience"
-            raise ConfigError(f"{key} does not apply to method features (a head on frozen embeddings)",
+        t = cfg.train
+        asked = [k for k, on in (("train.label_smoothing", t.label_smoothing), ("train.early_stopping_patience",
+                 t.early_stopping_patience), ("train.validation_split", t.validation_split)) if on]
+        if cfg.method == "features" and asked:
+            raise ConfigError(f"{asked[0]} does not apply to method features (a head on frozen embeddings)",
                               hint="use method full / lora / freeze, or remove the key")
 
     def check_data(self, cfg: Config) -> dict:

@@ -3,13 +3,13 @@ and the label map, predictions from logits, and the report (metrics, confusion m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tuneforge.config.schema import Config
 from tuneforge.data.task_data import ClsExample, LabelMap, build_label_map, class_counts, cls_examples
-from tuneforge.data.task_rows import task_splits
+from tuneforge.data.task_rows import split_holdout, task_splits
 from tuneforge.errors import ConfigError
 from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
 from tuneforge.runs import RunDir
@@ -20,6 +20,7 @@ class ClsData:
     train: list[ClsExample]
     eval: list[ClsExample]
     label_map: LabelMap
+    validation: list[ClsExample] = field(default_factory=list)  # train.validation_split: what selection watches
 
 
 def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
@@ -30,12 +31,15 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     label_map = build_label_map(train, cfg.task)
     for ex in evals:  # unknown labels at eval fail here, before any training time is spent
         label_map.encode(ex)
+    # the label map comes from all training rows, so a label seen only in the validation part keeps its id
+    train, validation = split_holdout(train, cfg.train.validation_split, cfg.data.mix_seed)
     if run is not None:
+        parts = {"train": train, "eval": evals, **({"validation": validation} if validation else {})}
         run.write_json("data_report.json", {
-            "train": {"samples": len(train), "classes": class_counts(train, label_map)},
-            "eval": {"samples": len(evals), "classes": class_counts(evals, label_map) if evals else {}},
+            **{name: {"samples": len(exs), "classes": class_counts(exs, label_map) if exs else {}}
+               for name, exs in parts.items()},
             "labels": label_map.names, "multi_label": label_map.multi_label})
-    return ClsData(train, evals, label_map)
+    return ClsData(train, evals, label_map, validation)
 
 
 def class_weights(cfg: Config, data: ClsData) -> list[float] | None:

@@ -44,15 +44,17 @@ class Stage:
     def _validate_recipe(self, cfg: Config) -> None:
         t = cfg.train
         asked = {"train.label_smoothing": t.label_smoothing > 0, "task.class_weights": cfg.task.class_weights != "none",
-                 "train.early_stopping_patience": t.early_stopping_patience > 0}
+                 "train.early_stopping_patience": t.early_stopping_patience > 0,
+                 "train.validation_split": t.validation_split > 0}
         for key in (k for k, on in asked.items() if on and k not in self.recipe_keys):
             honoured = sorted(self.recipe_keys)
             raise ConfigError(f"{key} does not apply to stage {self.name} (method {cfg.method})",
                               hint=f"here it supports {', '.join(honoured)}" if honoured else "remove it")
         if t.early_stopping_patience:
-            if not cfg.data.eval and not cfg.data.eval_split:
+            if not cfg.data.eval and not cfg.data.eval_split and not t.validation_split:
                 raise ConfigError("train.early_stopping_patience needs eval data to watch",
-                                  hint="set data.eval, or data.eval_split to hold out part of the training data")
+                                  hint="set data.eval, data.eval_split, or train.validation_split (cls) to hold "
+                                  "out part of the training data")
             if t.save_steps and not t.eval_steps:
                 raise ConfigError(f"train.save_steps ({t.save_steps}) with early stopping needs train.eval_steps: "
                                   "without it evaluations and checkpoints both happen once per epoch",

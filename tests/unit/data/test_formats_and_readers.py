@@ -172,3 +172,26 @@ def test_sharegpt_custom_tags(tmp_path):
                              'tags: {role_tag: speaker, content_tag: text, user_tag: me, assistant_tag: bot}}]'])
     assert load_datasets(cfg)[0][0].messages == [{"role": "user", "content": "a"},
                                                  {"role": "assistant", "content": "b"}]
+
+
+def test_squad_rows_train_as_chat_and_unanswerable_ones_are_counted(tmp_path):
+    ctx = "The Normans gave their name to Normandy, a region in France."
+    p = jsonl(tmp_path, [
+        {"context": ctx, "question": "Where is Normandy?", "answers": {"text": ["France", "France"],
+                                                                       "answer_start": [53, 53]}},
+        {"context": ctx, "question": "Who named Iceland?", "answers": {"text": [], "answer_start": []}},
+        {"context": ctx, "question": "Who named Normandy?", "answers": [{"text": "The Normans", "answer_start": 0}]}])
+    train, _, rep = load_datasets(cfg_for(p))  # auto-detected as `qa`
+    assert [s.messages for s in train] == [
+        [{"role": "user", "content": f"Context: {ctx}\nQuestion: Where is Normandy?"},
+         {"role": "assistant", "content": "France"}],
+        [{"role": "user", "content": f"Context: {ctx}\nQuestion: Who named Normandy?"},
+         {"role": "assistant", "content": "The Normans"}]]
+    assert rep.read == 3 and rep.as_dict()["unanswerable_skipped"] == 1
+
+
+def test_squad_row_without_answers_names_line(tmp_path):
+    p = jsonl(tmp_path, [{"context": "c", "question": "q", "answers": {"text": ["c"], "answer_start": [0]}},
+                         {"context": "c", "question": "q", "answer": "c"}])
+    with pytest.raises(DataError, match=r"d\.jsonl:2: missing field 'answers'"):
+        load_datasets(load_config(None, [f"data.train=[{{path: {p}, format: qa}}]"]))
