@@ -63,7 +63,8 @@ COMPARES = [
 ]
 
 
-NOT_A_STAGE = {'how == "cls"'}  # models/heads.py: [CLS]-token pooling, not the classification stage
+# models/heads.py: [CLS]-token pooling, not the classification stage; data/formats.py: the `format: qa` record layout
+NOT_A_STAGE = {'how == "cls"', 'fmt == "qa"'}
 
 
 def test_no_stage_name_is_compared_outside_the_stage_modules():
