@@ -134,6 +134,8 @@ class ClsStage(Stage):
         train, evals, lm = data.train, data.eval, data.label_map
         out: dict = {"stage": self.name, "max_len": max_len, "train_samples": len(train),
                      "eval_samples": len(evals), "labels": ", ".join(lm.names), "multi_label": lm.multi_label}
+        if data.validation:
+            out["validation_samples"] = len(data.validation)
         warnings: list[str] = []
         for split, exs in (("train", train), ("eval", evals)):
             if exs:
