@@ -119,9 +119,7 @@ class ClsStage(Stage):
 
     def validate(self, cfg: Config) -> None:
         super().validate(cfg)
-        t = cfg.train
-        asked = [k for k, on in (("train.label_smoothing", t.label_smoothing), ("train.early_stopping_patience",
-                 t.early_stopping_patience), ("train.validation_split", t.validation_split)) if on]
+        asked = [k for k in self.asked_recipe_keys(cfg) if k != "task.class_weights"]  # features weighs classes
         if cfg.method == "features" and asked:
             raise ConfigError(f"{asked[0]} does not apply to method features (a head on frozen embeddings)",
                               hint="use method full / lora / freeze, or remove the key")

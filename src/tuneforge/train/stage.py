@@ -41,12 +41,18 @@ class Stage:
                               hint=f"choose from {', '.join(self.metrics)}")
         self._validate_recipe(cfg)
 
-    def _validate_recipe(self, cfg: Config) -> None:
+    @staticmethod
+    def asked_recipe_keys(cfg: Config) -> list[str]:
+        """The recipe keys a config turns on, in a fixed order."""
         t = cfg.train
         asked = {"train.label_smoothing": t.label_smoothing > 0, "task.class_weights": cfg.task.class_weights != "none",
                  "train.early_stopping_patience": t.early_stopping_patience > 0,
                  "train.validation_split": t.validation_split > 0}
-        for key in (k for k, on in asked.items() if on and k not in self.recipe_keys):
+        return [k for k, on in asked.items() if on]
+
+    def _validate_recipe(self, cfg: Config) -> None:
+        t = cfg.train
+        for key in (k for k in self.asked_recipe_keys(cfg) if k not in self.recipe_keys):
             honoured = sorted(self.recipe_keys)
             raise ConfigError(f"{key} does not apply to stage {self.name} (method {cfg.method})",
                               hint=f"here it supports {', '.join(honoured)}" if honoured else "remove it")
