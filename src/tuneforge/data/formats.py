@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tuneforge.data.qa_data import QAExample, answer_list, check_answers
 from tuneforge.data.readers import Row
 from tuneforge.errors import DataError
 
@@ -104,22 +105,14 @@ def from_qa(row: Row, columns: dict[str, str]) -> list[dict] | None:
     if key not in row.data:
         raise DataError(f"missing field '{key}' (the answers)", file=row.file, line=row.line,
                         hint='expected answers: {"text": [...], "answer_start": [...]}; map names with columns: {...}')
-    raw = row.data[key]
-    if isinstance(raw, dict):  # HF layout {"text": [...], "answer_start": [...]}
-        texts = raw.get("text", [])
-    elif isinstance(raw, list):  # SQuAD JSON layout [{"text", "answer_start"}, ...] or plain strings
-        texts = [a.get("text") if isinstance(a, dict) else a for a in raw]
-    else:
-        texts = raw
-    texts = [texts] if isinstance(texts, str) else texts
-    if not isinstance(texts, list) or any(not isinstance(t, str) for t in texts):
-        raise DataError(f"'{key}' must hold answer texts ({{\"text\": [...]}} or a list), got {raw!r:.80}",
-                        file=row.file, line=row.line)
-    answer = next((t for t in texts if t.strip()), None)
-    if answer is None:
+    # the qa stage's own checks: each answer's layout, and its text found at answer_start in the context
+    answers = answer_list(row.data[key], row.file, row.line)
+    qid = str(row.data.get(_col(columns, "id")) or row.where)
+    check_answers(QAExample(qid, question, context, answers, row.file, row.line), row.data.get("is_impossible"))
+    if not answers:
         return None
     return [{"role": "user", "content": QA_PROMPT.format(context=context, question=question)},
-            {"role": "assistant", "content": answer}]
+            {"role": "assistant", "content": answers[0]["text"]}]
 
 
 def from_turns(row: Row, key: str, tags: dict[str, str]) -> list[dict]:

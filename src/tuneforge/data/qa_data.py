@@ -71,10 +71,10 @@ def _from_flat(row: Row, spec: Any, task: Any) -> QAExample:
     if akey not in row.data:
         raise DataError(f"missing answers field '{akey}'", file=row.file, line=row.line,
                         hint='expected answers: {"text": [...], "answer_start": [...]}; set task.answers_column')
-    answers = _answers(row.data[akey], row.file, row.line)
+    answers = answer_list(row.data[akey], row.file, row.line)
     qid = str(row.data.get(column(row, spec, "id", None, ("id", "qid")) or "id", f"{row.file}:{row.line}"))
     ex = QAExample(qid, q, ctx, answers, row.file, row.line, str(row.data.get("title", "")))
-    _check(ex, row.data.get("is_impossible"))
+    check_answers(ex, row.data.get("is_impossible"))
     return ex
 
 
@@ -91,10 +91,10 @@ def _from_article(row: Row, task: Any) -> list[QAExample]:
             line = _id_line(row.file, qid) or row.line
             if not isinstance(qa.get("question"), str):
                 raise DataError(f"question '{qid}' has no string 'question'", file=row.file, line=line)
-            answers = _answers(qa.get("answers", []), row.file, line)
+            answers = answer_list(qa.get("answers", []), row.file, line)
             ex = QAExample(qid or f"{row.file}:{line}", qa["question"], p["context"], answers, row.file, line,
                            str(row.data.get("title", "")))
-            _check(ex, qa.get("is_impossible"))
+            check_answers(ex, qa.get("is_impossible"))
             out.append(ex)
     return out
 
@@ -114,7 +114,7 @@ def _id_line(path: str, qid: str) -> int | None:
     return text.count("\n", 0, pos) + 1 if pos >= 0 else None
 
 
-def _answers(raw: Any, file: str, line: int) -> list[dict]:
+def answer_list(raw: Any, file: str, line: int) -> list[dict]:
     """Accept {"text": [...], "answer_start": [...]} (HF) or [{"text", "answer_start"}, ...] (SQuAD JSON)."""
     if isinstance(raw, dict):
         texts, starts = raw.get("text", []), raw.get("answer_start", [])
@@ -139,7 +139,7 @@ def _answers(raw: Any, file: str, line: int) -> list[dict]:
     return out
 
 
-def _check(ex: QAExample, is_impossible: Any) -> None:
+def check_answers(ex: QAExample, is_impossible: Any) -> None:
     if is_impossible is True and ex.answers:
         # SQuAD v2 keeps 'plausible_answers' separately; answers on an impossible question are contradictory
         raise DataError(f"question '{ex.id}' is marked is_impossible but has answers", file=ex.file, line=ex.line)

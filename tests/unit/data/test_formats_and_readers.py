@@ -195,3 +195,10 @@ def test_squad_row_without_answers_names_line(tmp_path):
                          {"context": "c", "question": "q", "answer": "c"}])
     with pytest.raises(DataError, match=r"d\.jsonl:2: missing field 'answers'"):
         load_datasets(load_config(None, [f"data.train=[{{path: {p}, format: qa}}]"]))
+
+
+def test_squad_row_whose_answer_is_not_in_its_context_names_line(tmp_path):
+    p = jsonl(tmp_path, [{"context": "The Normans gave their name to Normandy.", "question": "Who?",
+                          "answers": {"text": ["Normans"], "answer_start": [0]}}])
+    with pytest.raises(DataError, match=r"d\.jsonl:1: answer_start 0 does not match the context"):
+        load_datasets(cfg_for(p))
