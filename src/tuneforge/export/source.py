@@ -10,6 +10,7 @@ from typing import Any
 from tuneforge.config.schema import ModelConfig
 from tuneforge.data.template_specs import TEMPLATES
 from tuneforge.errors import ConfigError, ModelLoadError
+from tuneforge.models.heads import refuse_pooled_classifier
 from tuneforge.models.load import load_model, load_tokenizer, resolve_model_path
 from tuneforge.runs import RunDir, is_run_dir
 
@@ -66,6 +67,7 @@ def load_source(src: Source, apply_adapter: bool = True) -> tuple[Any, Any]:
         tok_cfg = src.model.model_copy(update={"tokenizer": str(adir)})
     tokenizer = load_tokenizer(tok_cfg)
     base = resolve_model_path(src.model.path)
+    refuse_pooled_classifier(base, "export")
     model = load_model(src.model, auto_class=auto_class(base if Path(base).is_dir() else None),
                        apply_adapter=apply_adapter)
     model.eval()

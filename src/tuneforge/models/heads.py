@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tuneforge.errors import ConfigError
 from tuneforge.safe_weights import from_pretrained, load_tensors
 
 # Top-level module names of freshly initialised task heads in transformers models (+ BERT's pooler): trained even
@@ -123,8 +124,10 @@ class FeatureClassifier:
 
         d = Path(head_dir)
         self.meta = json.loads((d / "head.json").read_text(encoding="utf-8"))
-        self.tokenizer = AutoTokenizer.from_pretrained(self.meta["backbone"])
-        self.backbone = from_pretrained(AutoModel, self.meta["backbone"], what="backbone")
+        # "." (a pooled fine-tune, PooledClassifier): the backbone was saved next to the head
+        backbone = d if self.meta["backbone"] == "." else self.meta["backbone"]
+        self.tokenizer = AutoTokenizer.from_pretrained(backbone)
+        self.backbone = from_pretrained(AutoModel, backbone, what="backbone")
         self.head = make_head(self.meta["head"] if self.meta["head"] == "mlp" else "linear", self.meta["dim"],
                               len(self.meta["labels"]), self.meta.get("hidden", 0) or 1)
         self.head.load_state_dict(load_tensors(d / "head.safetensors", "classifier head"))
@@ -170,3 +173,13 @@ def _json_file(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def refuse_pooled_classifier(model_dir: str | Path, use: str) -> None:
+    """A pooled-head classifier (stage cls with task.pooling set) saves a plain backbone + head.json, which
+    transformers would load without its head: say so instead of quietly dropping the head."""
+    if (Path(model_dir) / "head.json").is_file():
+        raise ConfigError(f"{model_dir} is a pooled-head classifier (head.json + a plain backbone): {use} does not "
+                          "take it", hint="load it with tuneforge.models.heads.FeatureClassifier; or train with "
+                          "task.pooling=auto for a transformers classification model")
+

@@ -17,6 +17,7 @@ from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
 from tuneforge.train import features
 from tuneforge.train.cls_common import build_data, class_weights, loss_fn, metrics_fn, report
+from tuneforge.train.cls_pooled import build_pooled_model, check_pooled, wants_pooled_head
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
 from tuneforge.train.stage import Stage
 from tuneforge.train.task_common import (ListDataset, load_task_model, max_input_len, prepare_task_model,
@@ -60,7 +61,10 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
     if weights is not None:
         run.record_resolved(**{"task.class_weights": dict(zip(data.label_map.names, weights))})
     run.write_env(cfg)
-    model = build_model(cfg, tokenizer, data.label_map)
+    if wants_pooled_head(cfg):
+        model = build_pooled_model(cfg, tokenizer, data.label_map, data.train, run)
+    else:
+        model = build_model(cfg, tokenizer, data.label_map)
     max_len = max_input_len(cfg, tokenizer, model.config)
     train_ds = ListDataset(encode(data.train, tokenizer, max_len, data.label_map))
     eval_ds = ListDataset(encode(data.eval, tokenizer, max_len, data.label_map)) if data.eval else None
@@ -119,6 +123,7 @@ class ClsStage(Stage):
 
     def validate(self, cfg: Config) -> None:
         super().validate(cfg)
+        check_pooled(cfg)
         asked = [k for k in self.asked_recipe_keys(cfg) if k != "task.class_weights"]  # features weighs classes
         if cfg.method == "features" and asked:
             raise ConfigError(f"{asked[0]} does not apply to method features (a head on frozen embeddings)",

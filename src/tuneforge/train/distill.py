@@ -22,6 +22,7 @@ from tuneforge.data.collate import make_collator
 from tuneforge.errors import ConfigError, ModelLoadError
 from tuneforge.models.adapters import count_parameters
 from tuneforge.models.depth import keep_layers
+from tuneforge.models.heads import refuse_pooled_classifier
 from tuneforge.models.load import (
     check_model_source,
     load_model,
@@ -77,6 +78,7 @@ def _adapter_dir(mc: ModelConfig) -> Path | None:
 def _is_classifier(mc: ModelConfig, adapter: Path | None) -> bool:
     if adapter is not None and (adapter / "adapter_config.json").is_file():
         return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("task_type") == "SEQ_CLS"
+    refuse_pooled_classifier(resolve_model_path(mc.path), "a distillation teacher")
     conf = Path(resolve_model_path(mc.path)) / "config.json"
     if not conf.is_file():  # a .gguf file or a hub id: a causal LM
         return False

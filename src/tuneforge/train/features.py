@@ -109,10 +109,11 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     backbone = load_model(cfg.model, auto_class=AutoModel, apply_adapter=True)
     max_len = max_input_len(cfg, tokenizer, backbone.config)
     t = cfg.task
+    pooling = "mean" if t.pooling == "auto" else t.pooling
 
     def vectors(examples):
         pairs = [e.text_pair or "" for e in examples] if any(e.text_pair for e in examples) else None
-        return embed(backbone, tokenizer, [e.text for e in examples], pairs, max_len, t.pooling,
+        return embed(backbone, tokenizer, [e.text for e in examples], pairs, max_len, pooling,
                      batch_size=max(cfg.train.batch_size, 32), normalize=t.normalize_embeddings)
 
     t0 = time.time()
@@ -130,7 +131,7 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     metrics: dict = {"embed_train_s": round(embed_s, 2), "head_train_s": round(time.time() - t0 - embed_s, 2),
                      "train_samples": len(data.train), "embedding_dim": int(x_train.shape[1])}
     metrics["train_accuracy"] = float(_accuracy(train_logits, y_train, data.label_map.multi_label))
-    meta = {"backbone": str(Path(resolve_model_path(cfg.model.path)).resolve()), "pooling": t.pooling,
+    meta = {"backbone": str(Path(resolve_model_path(cfg.model.path)).resolve()), "pooling": pooling,
             "head": t.head, "hidden": t.head_hidden if t.head == "mlp" else 0, "dim": int(x_train.shape[1]),
             "labels": data.label_map.names, "multi_label": data.label_map.multi_label, "max_len": max_len,
             "normalize": t.normalize_embeddings}
