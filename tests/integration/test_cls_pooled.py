@@ -37,6 +37,10 @@ def test_pooled_head_learns_and_its_saved_folder_predicts_the_same(tmp_path):
     meta = json.loads((run / "model" / "head.json").read_text())
     assert (meta["backbone"], meta["pooling"], meta["labels"]) == (".", "mean", ["negative", "positive"])
     assert json.loads((run / "model" / "config.json").read_text())["architectures"] == ["BertModel"]
+    from safetensors import safe_open
+
+    with safe_open(str(run / "model" / "model.safetensors"), "pt") as f:  # the unused [CLS] pooler is dropped
+        assert f.keys() and not [k for k in f.keys() if "pooler" in k]  # noqa: SIM118 (a safe_open handle)
     resolved = (run / "config.yaml").read_text()
     assert "probe_train_accuracy" in resolved
     preds = [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]

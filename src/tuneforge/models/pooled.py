@@ -27,6 +27,10 @@ class PooledClassifier(torch.nn.Module):
     def __init__(self, backbone, pooling: str, n_labels: int, multi_label: bool, labels: list[str], max_len: int,
                  dropout: float = 0.1):
         super().__init__()
+        if isinstance(getattr(backbone, "pooler", None), torch.nn.Module):
+            # BERT-style [CLS] pooler: no pooling mode here reads it, and a parameter without gradients would stop
+            # multi-process (DDP) training; BertModel / RobertaModel skip a pooler set to None
+            backbone.pooler = None
         self.backbone, self.pooling, self.multi_label = backbone, pooling, multi_label
         self.labels, self.max_len = list(labels), max_len
         self.config = backbone.config  # what the Trainer and our callbacks read (dtype, model_type)
