@@ -36,12 +36,12 @@ class TaskConfig(BaseModel):
         "auto", description="How token states become one vector for the classifier (last: final non-pad token, "
         "for decoder LMs). auto: mean for method features; for fine-tuning, the model's own head (BERT: [CLS] + "
         "pooler, decoders: last token). Set with method full it trains the backbone under a pooled linear head "
-        "instead, saved as <run>/model/ + head.json (models/heads.py PooledClassifier): mean suits checkpoints "
+        "instead, saved as <run>/model/ + head.json (models/pooled.py PooledClassifier): mean suits checkpoints "
         "trained for sentence embeddings (sentence-transformers).")
     head_init: Literal["random", "probe"] = Field(
-        "random", description="Start of a pooled head (task.pooling set, method full): random, or probe = a "
-        "logistic regression fitted on the frozen backbone's pooled embeddings of the training rows (linear probe, "
-        "then fine-tune: LP-FT, Kumar et al. 2022).")
+        "random", description="Start of a pooled head (task.pooling set, method full): random, or probe = the "
+        "features head (task.head linear or logreg) fitted on the frozen backbone's pooled embeddings of the "
+        "training rows (linear probe, then fine-tune: LP-FT, Kumar et al. 2022).")
     head: Literal["linear", "mlp", "logreg"] = Field(
         "linear", description="Head trained on frozen embeddings: linear, small MLP, or scikit-learn logistic regression.")
     head_hidden: int = Field(256, gt=0, description="Hidden width of the MLP head.")

@@ -182,4 +182,3 @@ def refuse_pooled_classifier(model_dir: str | Path, use: str) -> None:
         raise ConfigError(f"{model_dir} is a pooled-head classifier (head.json + a plain backbone): {use} does not "
                           "take it", hint="load it with tuneforge.models.heads.FeatureClassifier; or train with "
                           "task.pooling=auto for a transformers classification model")
-

@@ -47,8 +47,9 @@ def check_pooled(cfg: Config) -> None:
 
 
 def build_pooled_model(cfg: Config, tokenizer, label_map: LabelMap, train: list[ClsExample], run: RunDir):
-    """Backbone + pooled linear head; with head_init probe, the head starts from a logistic regression fitted on
-    the frozen backbone's embeddings of the training rows (seconds on a few thousand texts)."""
+    """Backbone + pooled linear head; with head_init probe, the head starts from the features head (task.head
+    linear or logreg) fitted on the frozen backbone's embeddings of the training rows (seconds on a few thousand
+    texts)."""
     from transformers import AutoModel
 
     from tuneforge.models.pooled import PooledClassifier
@@ -81,6 +82,4 @@ def _probe_init(model, cfg: Config, tokenizer, label_map: LabelMap, train: list[
         model.head[0].weight.copy_(probe[0].weight)
         model.head[0].bias.copy_(probe[0].bias)
         logits = probe(torch.from_numpy(x)).numpy()
-    if label_map.multi_label:
-        return float(((logits > 0).astype(int) == y).all(1).mean())
-    return float((logits.argmax(-1) == y).mean())
+    return features.head_accuracy(logits, y, label_map.multi_label)

@@ -130,7 +130,7 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     train_logits = head_logits(head, x_train)
     metrics: dict = {"embed_train_s": round(embed_s, 2), "head_train_s": round(time.time() - t0 - embed_s, 2),
                      "train_samples": len(data.train), "embedding_dim": int(x_train.shape[1])}
-    metrics["train_accuracy"] = float(_accuracy(train_logits, y_train, data.label_map.multi_label))
+    metrics["train_accuracy"] = float(head_accuracy(train_logits, y_train, data.label_map.multi_label))
     meta = {"backbone": str(Path(resolve_model_path(cfg.model.path)).resolve()), "pooling": pooling,
             "head": t.head, "hidden": t.head_hidden if t.head == "mlp" else 0, "dim": int(x_train.shape[1]),
             "labels": data.label_map.names, "multi_label": data.label_map.multi_label, "max_len": max_len,
@@ -147,7 +147,7 @@ def run(cfg: Config, run: RunDir, resume: bool) -> dict:
     return metrics
 
 
-def _accuracy(logits: np.ndarray, y: np.ndarray, multi: bool) -> float:
+def head_accuracy(logits: np.ndarray, y: np.ndarray, multi: bool) -> float:
     if multi:
         return float(((logits > 0).astype(int) == y).all(1).mean())
     return float((logits.argmax(-1) == y).mean())
