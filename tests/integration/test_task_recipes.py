@@ -1,5 +1,5 @@
 """Task recipe keys on tiny random models: class weights help the minority class of a skewed set, early stopping
-stops and keeps (and saves) the best checkpoint, `--seeds N` writes one row per seed plus mean and std, and
+stops and keeps (and saves) the best checkpoint, `--seeds N` writes one row per seed plus mean and std and scores the seeds' averaged probabilities, and
 seq2seq early stopping scores generations (bleu) with label smoothing on."""
 
 from __future__ import annotations
@@ -157,8 +157,19 @@ def test_seeds_option_writes_one_row_per_seed_and_mean_std(tmp_path):
         sub = parent / f"seed-{seed}"
         assert (sub / "model").is_dir() and yaml.safe_load((sub / "config.yaml").read_text())["train"]["seed"] == seed
     table = (parent / "seeds.md").read_text().splitlines()
-    assert len(table) == 2 + 3 + 1 and table[-1].startswith("| mean ± std |")
-    assert json.loads((parent / "results.json").read_text())["mean"]["train_loss"] == summary["mean"]["train_loss"]
+    assert len(table) == 2 + 3 + 2 and table[-2].startswith("| mean ± std |") and table[-1].startswith("| ensemble |")
+    results = json.loads((parent / "results.json").read_text())
+    assert results["mean"]["train_loss"] == summary["mean"]["train_loss"]
+    # the ensemble: each eval row's probabilities averaged over the three seeds, recomputed here from their files
+    per_seed = [[json.loads(x) for x in (parent / f"seed-{s}" / "predictions.jsonl").read_text().splitlines()]
+                for s in (42, 43, 44)]
+    right = 0
+    for recs in zip(*per_seed):
+        mean = {n: sum(r["probs"][n] for r in recs) / 3 for n in recs[0]["probs"]}
+        right += max(mean, key=mean.get) == recs[0]["label"]
+    assert results["ensemble"]["ensemble_eval_accuracy"] == pytest.approx(right / 24)
+    assert summary["ensemble"] == results["ensemble"]
+    assert len((parent / "ensemble_predictions.jsonl").read_text().splitlines()) == 24
 
 
 def test_seq2seq_early_stopping_scores_generations_with_label_smoothing(tmp_path):

@@ -17,6 +17,7 @@ from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
 from tuneforge.train import features
 from tuneforge.train.cls_common import build_data, class_weights, loss_fn, metrics_fn, report
+from tuneforge.train.cls_ensemble import seed_ensemble
 from tuneforge.train.cls_pooled import build_pooled_model, check_pooled, wants_pooled_head
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
 from tuneforge.train.stage import Stage
@@ -150,6 +151,13 @@ class ClsStage(Stage):
         token_length_stats(out, warnings, tok, [e.text for e in train], pairs, max_len, "train.tokens")
         out["warnings"] = warnings
         return out
+
+    def seed_ensemble(self, cfg: Config, parent: RunDir, roots: list) -> dict:
+        """The seeds' class probabilities averaged per eval row (train/cls_ensemble.py); none without the
+        predictions files it averages (task.write_predictions: false)."""
+        if not cfg.task.write_predictions:
+            return {}
+        return seed_ensemble(parent, roots, cfg.task.multi_label_threshold)
 
     def run(self, cfg: Config, run: RunDir, resume: bool) -> dict:
         if cfg.method == "features":

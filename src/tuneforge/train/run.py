@@ -53,7 +53,7 @@ def run_seeds(cfg: Config, resume: bool = False) -> dict:
     opened = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": True})}) if resume else cfg
     parent = open_run(opened, False, resolved={"train.seeds": cfg.train.seeds})
     try:
-        rows = []
+        rows, roots = [], []
         for seed in cfg.train.seeds:
             sub = seed_runs.seed_config(cfg, parent.root, seed)
             root = parent.root / f"seed-{seed}"
@@ -61,15 +61,17 @@ def run_seeds(cfg: Config, resume: bool = False) -> dict:
             if results is None:
                 results = run_training(sub, resume=resume and RunDir(root).latest_checkpoint() is not None)
             rows.append(seed_runs.row(seed, str(root), results))
+            roots.append(root)
         summary = seed_runs.summarize(rows)
+        summary["ensemble"] = get_stage(cfg).seed_ensemble(cfg, parent, roots)
         seed_runs.write_summary(parent, summary)
-        parent.write_json("results.json", {"seeds": summary["seeds"], "mean": summary["mean"], "std": summary["std"]})
+        parent.write_json("results.json", {k: summary[k] for k in ("seeds", "mean", "std", "ensemble")})
         if is_main_process():
             seed_runs.print_summary(summary)
     finally:
         parent.release()
     return {"run_dir": str(parent.root), **{f"mean_{k}": v for k, v in summary["mean"].items()},
-            **{f"std_{k}": v for k, v in summary["std"].items()}}
+            **{f"std_{k}": v for k, v in summary["std"].items()}, **summary["ensemble"]}
 
 
 def run_from_cli(config: str | None, overrides: list[str], resume: bool = False, dry_run: bool = False,

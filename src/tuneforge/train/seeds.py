@@ -74,6 +74,10 @@ def write_summary(run: RunDir, summary: dict) -> None:
     lines += [f"| {r['seed']} | " + " | ".join(_fmt(r[k]) for k in keys) + " |" for r in summary["runs"]]
     lines.append("| mean ± std | " + " | ".join(f"{_fmt(summary['mean'][k])} ± {_fmt(summary['std'][k])}"
                                                 for k in keys) + " |")
+    ensemble = summary.get("ensemble") or {}
+    if ensemble:  # the seeds' predictions averaged: one more row, under the columns it has
+        lines.append("| ensemble | " + " | ".join(_fmt(ensemble[f"ensemble_{k}"]) if f"ensemble_{k}" in ensemble
+                                                  else "" for k in keys) + " |")
     if run.main:
         atomic_write(run.root / "seeds.md", "\n".join(lines) + "\n")
 
@@ -84,6 +88,11 @@ def print_summary(summary: dict) -> None:
     shown = "  ".join(f"{k} {summary['mean'][k]:.4f} ± {summary['std'][k]:.4f}" for k in summary["mean"]
                       if k.startswith("eval_") and k != "eval_n")
     Console().print(f"[bold]{summary['n']} seeds[/] {shown}")
+    ensemble = summary.get("ensemble") or {}
+    if ensemble:
+        shown = "  ".join(f"{k.removeprefix('ensemble_')} {v:.4f}" for k, v in ensemble.items()
+                          if k != "ensemble_eval_n")
+        Console().print(f"[bold]ensemble of {summary['n']}[/] (probabilities averaged) {shown}")
 
 
 def _is_number(v) -> bool:

@@ -107,6 +107,11 @@ class Stage:
         raise ConfigError(f"--dry-run is not available for stage {self.name}",
                           hint="use `tuneforge data check` for the data side")
 
+    def seed_ensemble(self, cfg: Config, parent: RunDir, roots: list) -> dict[str, Any]:
+        """After `train.seeds`: metrics of the seed runs' predictions combined (a stage whose predictions can be
+        averaged says how); empty when the stage has none."""
+        return {}
+
     def run(self, cfg: Config, run: RunDir, resume: bool) -> dict[str, Any]:
         """Train and save into `run`; return the final metrics."""
         raise NotImplementedError
