@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from tuneforge.config.load import resolve_config_arg, split_config_args
 from tuneforge.config.schema import Config
