@@ -218,3 +218,14 @@ def test_group_by_length_keeps_evaluation_in_data_order(tmp_path):
         probs = torch.cat([model(**tok([r["text"]], return_tensors="pt")).logits.softmax(-1) for r in recs])
     recorded = torch.tensor([[r["probs"]["negative"], r["probs"]["positive"]] for r in recs])
     assert torch.allclose(probs, recorded, atol=2e-5)  # each record holds the prediction for its own text
+
+
+def test_seeds_without_an_eval_set_write_their_summary_and_no_ensemble(tmp_path):
+    tr = write_jsonl(tmp_path / "t.jsonl", sentiment_rows(64, 0))
+    out = run_training(load_config(overrides=[
+        "stage=cls", "method=full", f"model.path={tiny_bert()}", f"data.train=[{tr}]", "data.cutoff_len=32",
+        "train.lr=1e-2", "train.batch_size=16", "train.threads=1", "train.max_steps=2", "train.seeds=[1, 2]",
+        "output.plot=false", f"output.dir={tmp_path}", "output.name=noeval"]))
+    results = json.loads((tmp_path / "noeval" / "results.json").read_text())
+    assert results["seeds"] == [1, 2] and results["ensemble"] == {} and "ensemble_error" not in results
+    assert "mean_train_loss" in out and not (tmp_path / "noeval" / "ensemble_predictions.jsonl").exists()

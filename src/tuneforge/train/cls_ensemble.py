@@ -45,8 +45,8 @@ def average(per_seed: list[list[dict]], names: list[str]) -> np.ndarray:
 def seed_ensemble(parent: RunDir, roots: list[Path], threshold: float) -> dict:
     """Score the averaged probabilities of the seed runs under `roots`; writes ensemble_predictions.jsonl and
     ensemble_report.json into the parent run dir and returns `ensemble_eval_*` metrics (empty for one seed)."""
-    if len(roots) < 2:
-        return {}
+    if len(roots) < 2 or not any((r / "predictions.jsonl").is_file() for r in roots):
+        return {}  # one model, or no eval set (nothing was predicted): nothing to average
     per_seed = [read_predictions(r) for r in roots]
     first = per_seed[0]
     if not first:

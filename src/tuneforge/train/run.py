@@ -62,9 +62,13 @@ def run_seeds(cfg: Config, resume: bool = False) -> dict:
             rows.append(seed_runs.row(seed, str(root), results))
             roots.append(root)
         summary = seed_runs.summarize(rows)
-        summary["ensemble"] = get_stage(cfg).seed_ensemble(cfg, parent, roots)
+        try:
+            summary["ensemble"] = get_stage(cfg).seed_ensemble(cfg, parent, roots)
+        except ConfigError as e:  # the seeds trained: keep their summary and say why no ensemble was scored
+            summary["ensemble"], summary["ensemble_error"] = {}, str(e)
         seed_runs.write_summary(parent, summary)
-        parent.write_json("results.json", {k: summary[k] for k in ("seeds", "mean", "std", "ensemble")})
+        parent.write_json("results.json", {k: summary[k] for k in ("seeds", "mean", "std", "ensemble",
+                                                                    "ensemble_error") if k in summary})
         if is_main_process():
             seed_runs.print_summary(summary)
     finally:

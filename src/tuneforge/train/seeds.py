@@ -89,6 +89,8 @@ def print_summary(summary: dict) -> None:
                       if k.startswith("eval_") and k != "eval_n")
     Console().print(f"[bold]{summary['n']} seeds[/] {shown}")
     ensemble = summary.get("ensemble") or {}
+    if summary.get("ensemble_error"):
+        Console().print(f"[yellow]no seed ensemble:[/] {summary['ensemble_error']}")
     if ensemble:
         shown = "  ".join(f"{k.removeprefix('ensemble_')} {v:.4f}" for k, v in ensemble.items()
                           if k != "ensemble_eval_n")
