@@ -259,6 +259,10 @@ class DistillStage(Stage):
         if not cfg.distill.teacher:
             raise ConfigError("distill.teacher is not set", hint="a teacher run dir or model dir, e.g. "
                               "distill.teacher=runs/sentiment-minilm")
+        if cfg.task.pooling != "auto" or cfg.task.head_init != "random":
+            # the student is transformers' own classification model (or a causal LM): a pooled head would be ignored
+            raise ConfigError("task.pooling / task.head_init do not apply to stage distill: the student keeps its "
+                              "model's own classification head", hint="remove them (they belong to stage cls)")
         if cfg.method == "lora" and (cfg.distill.student_layers is not None or not cfg.model.path):
             raise ConfigError("method: lora needs a student saved on disk (model.path, all its layers); a student "
                               "built from the teacher is trained fully", hint="set method: full")

@@ -78,6 +78,9 @@ def test_config_checks_fail_before_any_work(tmp_path):
         get_stage(load_config(overrides=["stage=distill", "method=full"]))
     with pytest.raises(ConfigError, match="method: lora needs a student saved on disk"):
         get_stage(load_config(overrides=["stage=distill", "distill.teacher=x", "distill.student_layers=2"]))
+    for key in ("task.pooling=mean", "task.head_init=probe"):  # a student never reads them: refused, not ignored
+        with pytest.raises(ConfigError, match="do not apply to stage distill"):
+            get_stage(load_config(overrides=["stage=distill", "method=full", "distill.teacher=x", key]))
     with pytest.raises(ConfigError, match="method: features does not apply"):
         get_stage(load_config(overrides=["stage=distill", "method=features", "distill.teacher=x"]))
     with pytest.raises(Exception, match="student_layers"):
