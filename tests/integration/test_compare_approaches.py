@@ -122,3 +122,17 @@ def test_decoder_classifier_gets_the_decoder_lora_default(config, tiny_llama):
     assert get_stage(enc).default_lr(enc) == 2e-3 and get_stage(dec).default_lr(dec) == 1e-3
     mine = load_config(config, ["method=lora", f"model.path={tiny_llama}", "train.lr=1e-3"])
     assert get_stage(mine).default_lr(mine) is None
+
+
+def test_a_pooled_head_config_keeps_the_pooled_head_on_the_full_route_only(config, tmp_path):
+    res = compare_approaches(config, ["task.pooling=mean", "task.head_init=probe"],
+                             approaches=["features", "full", "lora"], out=str(tmp_path))
+    rows = {r["approach"]: r for r in res["rows"]}
+    for name, r in rows.items():
+        assert not r.get("error"), (name, r.get("error"))
+        assert r["infer_s_per_1k"] > 0
+    task = {n: yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())["task"] for n, r in rows.items()}
+    assert task["full"]["pooling"] == "mean" and task["full"]["head_init"] == "probe"
+    assert (Path(rows["full"]["run_dir"]) / "model" / "head.json").is_file()  # timed through its own head
+    assert task["features"]["pooling"] == "mean" and task["features"].get("head_init", "random") == "random"
+    assert task["lora"].get("pooling", "auto") == "auto" and task["lora"].get("head_init", "random") == "random"

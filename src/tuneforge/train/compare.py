@@ -124,8 +124,20 @@ def _run_one(cmp: Comparison, name: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- routes
+def _route_task(cmp: Comparison, name: str) -> dict:
+    """The config's task keys for one route. A pooled head (task.pooling + task.head_init) is a recipe of the
+    encoder's full fine-tune; features reads task.pooling for its embeddings; the other routes use their model's
+    own head, so the keys are left out there instead of refusing the route."""
+    task = dict(cmp.base.get("task") or {})
+    if name != "full":
+        task.pop("head_init", None)
+    if name not in ("full", "features"):
+        task.pop("pooling", None)
+    return task
+
+
 def _route_config(cmp: Comparison, name: str, decoder_budget: bool = False, **changes) -> Config:
-    tree = {**cmp.base, **changes}
+    tree = {**cmp.base, "task": _route_task(cmp, name), **changes}
     tree["train"] = {k: v for k, v in (cmp.base.get("train") or {}).items() if k != "lr"}
     if decoder_budget and cmp.decoder_examples:
         per_step = cmp.cfg.train.batch_size * cmp.cfg.train.grad_accum
@@ -250,8 +262,10 @@ def _time_cls_inference(cmp: Comparison, run: RunDir) -> float:
 
     texts = [e.text for e in cmp.data.eval]
     pairs = [e.text_pair or "" for e in cmp.data.eval] if any(e.text_pair for e in cmp.data.eval) else None
-    if (run.root / "features_head").is_dir():
-        clf = FeatureClassifier(run.root / "features_head")
+    # a features run, or a full fine-tune under a pooled head (head.json next to the backbone): the saved head
+    head_dir = next((d for d in (run.root / "features_head", run.root / "model") if (d / "head.json").is_file()), None)
+    if head_dir is not None:
+        clf = FeatureClassifier(head_dir)
         t0 = time.perf_counter()
         clf.logits(texts, pairs)
         return round(1000 * (time.perf_counter() - t0) / len(texts), 3)
