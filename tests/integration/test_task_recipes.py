@@ -1,6 +1,6 @@
 """Task recipe keys on tiny random models: class weights help the minority class of a skewed set, early stopping
-stops and keeps (and saves) the best checkpoint, `--seeds N` writes one row per seed plus mean and std and scores the seeds' averaged probabilities, and
-seq2seq early stopping scores generations (bleu) with label smoothing on."""
+stops and keeps (and saves) the best checkpoint, `--seeds N` writes one row per seed plus mean and std and scores
+the seeds' averaged probabilities, and seq2seq early stopping scores generations (bleu) with label smoothing on."""
 
 from __future__ import annotations
 

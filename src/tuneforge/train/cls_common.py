@@ -91,10 +91,16 @@ def predict_labels(logits: np.ndarray, label_map: LabelMap, threshold: float) ->
     """(predictions, probabilities): argmax ids, or a 0/1 matrix for multi-label."""
     if label_map.multi_label:
         probs = 1 / (1 + np.exp(-logits))
-        return (probs > threshold).astype(int), probs
-    z = logits - logits.max(-1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-    return probs.argmax(-1), probs
+    else:
+        z = logits - logits.max(-1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    return decide(probs, label_map.multi_label, threshold), probs
+
+
+def decide(probs: np.ndarray, multi_label: bool, threshold: float) -> np.ndarray:
+    """Predictions from class probabilities: argmax ids, or a 0/1 matrix (probability > threshold) for
+    multi-label. Shared by one model's logits and a seed ensemble's averaged probabilities."""
+    return (probs > threshold).astype(int) if multi_label else probs.argmax(-1)
 
 
 def metrics_fn(label_map: LabelMap, threshold: float, main: str = "accuracy"):

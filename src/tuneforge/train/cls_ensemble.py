@@ -15,6 +15,7 @@ import numpy as np
 from tuneforge.errors import ConfigError
 from tuneforge.eval.cls_metrics import classification_report
 from tuneforge.runs import RunDir
+from tuneforge.train.cls_common import decide
 
 PREFIX = "ensemble_eval_"
 
@@ -54,13 +55,12 @@ def seed_ensemble(parent: RunDir, roots: list[Path], threshold: float) -> dict:
     names = list(first[0]["probs"])
     multi = isinstance(first[0]["label"], list)
     probs = average(per_seed, names)
+    preds = decide(probs, multi, threshold)
     if multi:
         truth = np.array([[int(n in rec["label"]) for n in names] for rec in first])
-        preds = (probs > threshold).astype(int)
         labels = [[n for n, x in zip(names, row) if x] for row in preds]
     else:
         truth = np.array([names.index(rec["label"]) for rec in first])
-        preds = probs.argmax(-1)
         labels = [names[int(p)] for p in preds]
     rep = classification_report(truth, preds, names)
     parent.write_json("ensemble_report.json", {"seeds": len(roots), "runs": [str(r) for r in roots], **rep})
