@@ -46,13 +46,20 @@ def cls_examples(rows: list[tuple[Row, Any]], task: Any, need_label: bool = True
         label = row.data.get(lkey)
         if label is None or label == "" or (isinstance(label, float) and label != label):
             if need_label:
-                raise DataError(f"missing label field '{lkey}'", file=row.file, line=row.line,
+                what = "empty label in field" if lkey in row.data else "missing label field"
+                raise DataError(f"{what} '{lkey}'", file=row.file, line=row.line,
                                 hint=f"fields present: {sorted(row.data)}; set task.label_column")
             label = None
         ltkey = column(row, spec, "label_text", task.label_text_column, ("label_text",))
         ltext = row.data.get(ltkey) if ltkey else None
         out.append(ClsExample(text, pair, label, row.file, row.line, ltext if isinstance(ltext, str) else None))
     return out
+
+
+def empty_texts(examples: list[ClsExample]) -> list[str]:
+    """file:line of the examples whose text is empty or blank: kept (a real dataset may have a few), but counted
+    and reported, since many of them usually mean the wrong text column."""
+    return [f"{e.file}:{e.line}" for e in examples if not e.text.strip()]
 
 
 def _key(value: Any) -> str:

@@ -16,7 +16,7 @@ from tuneforge.models.heads import zero_new_score_head
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
 from tuneforge.train import features
-from tuneforge.train.cls_common import build_data, class_weights, loss_fn, metrics_fn, report
+from tuneforge.train.cls_common import build_data, class_weights, empty_text_report, loss_fn, metrics_fn, report
 from tuneforge.train.cls_ensemble import seed_ensemble
 from tuneforge.train.cls_pooled import build_pooled_model, check_pooled, wants_pooled_head
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
@@ -147,6 +147,11 @@ class ClsStage(Stage):
                 out[f"{split}.classes"] = "  ".join(f"{n}: {c} ({100 * c / max(len(exs), 1):.1f}%)"
                                                     for n, c in counts.items())
                 warnings += [f"{split}: {w.strip()[9:]}" for w in balance_report(counts) if "warning" in w]
+        blank = empty_text_report(train + data.validation + evals).get("empty_text")
+        if blank:
+            out["empty_text"] = blank["count"]
+            warnings.append(f"samples with an empty text: {blank['count']} (first: {', '.join(blank['first'])}); "
+                            "they are kept — check task.text_column")
         pairs = [e.text_pair for e in train] if any(e.text_pair for e in train) else None
         token_length_stats(out, warnings, tok, [e.text for e in train], pairs, max_len, "train.tokens")
         out["warnings"] = warnings

@@ -83,6 +83,13 @@ def test_missing_label_names_file_and_line(tmp_path):
         cls_examples(load_rows([spec(p)]), TaskConfig())
 
 
+def test_an_empty_label_is_told_apart_from_a_missing_field(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nhello,a\nworld,\n")
+    with pytest.raises(DataError, match=r"t\.csv:3: empty label in field 'label'"):
+        cls_examples(load_rows([spec(p)]), TaskConfig())
+
+
 def test_missing_text_names_fields(tmp_path):
     p = write(tmp_path, "t.jsonl", [{"body": "a", "label": "x"}])
     with pytest.raises(DataError, match=r"t\.jsonl:1: missing text field") as e:
@@ -139,3 +146,25 @@ def test_data_check_shows_class_balance(tmp_path):
     out = STAGES["cls"].check_data(cfg)
     assert "big" in out["train.classes"] and out["labels"] == "big, small"
     assert any("imbalanced" in w for w in out["warnings"])
+
+
+def test_empty_texts_are_kept_but_counted_in_data_check_and_the_data_report(tmp_path):
+    from task_tiny_models import minilm_dir
+
+    from tuneforge.train.cls_common import build_data
+
+    rows = [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(20)] + [{"text": "  ", "label": "a"}]
+    p = write(tmp_path, "t.jsonl", rows)
+    cfg = load_config(overrides=["stage=cls", f"model.path={minilm_dir()}", f"data.train=[{p}]",
+                                 "data.eval_split=0"])
+    out = STAGES["cls"].check_data(cfg)
+    assert out["empty_text"] == 1 and out["train_samples"] == 21
+    assert any("samples with an empty text: 1 (first: " in w and "t.jsonl:21" in w for w in out["warnings"])
+
+    class Run:
+        def write_json(self, name, obj):
+            self.report = obj
+
+    run = Run()
+    build_data(cfg, run)
+    assert run.report["empty_text"]["count"] == 1 and run.report["empty_text"]["first"][0].endswith("t.jsonl:21")
