@@ -56,10 +56,11 @@ def cls_examples(rows: list[tuple[Row, Any]], task: Any, need_label: bool = True
     return out
 
 
-def empty_texts(examples: list[ClsExample]) -> list[str]:
-    """file:line of the examples whose text is empty or blank: kept (a real dataset may have a few), but counted
-    and reported, since many of them usually mean the wrong text column."""
-    return [f"{e.file}:{e.line}" for e in examples if not e.text.strip()]
+def empty_text_report(examples: list[ClsExample]) -> dict:
+    """{"empty_text": {count, first file:lines}} when some examples have a blank text, else {}. They are kept (a
+    real dataset may have a few) but reported, since many of them usually mean the wrong text column."""
+    where = [f"{e.file}:{e.line}" for e in examples if not e.text.strip()]
+    return {"empty_text": {"count": len(where), "first": where[:5]}} if where else {}
 
 
 def _key(value: Any) -> str:

@@ -8,7 +8,7 @@ Labels are mapped from the training data (saved as label_map.json and in the mod
 from __future__ import annotations
 
 from tuneforge.config.schema import Config
-from tuneforge.data.task_data import ClsExample, LabelMap, balance_report, class_counts
+from tuneforge.data.task_data import ClsExample, LabelMap, balance_report, class_counts, empty_text_report
 from tuneforge.data.task_rows import token_length_stats
 from tuneforge.errors import ConfigError
 from tuneforge.models.family import is_decoder_only
@@ -16,7 +16,7 @@ from tuneforge.models.heads import zero_new_score_head
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
 from tuneforge.train import features
-from tuneforge.train.cls_common import build_data, class_weights, empty_text_report, loss_fn, metrics_fn, report
+from tuneforge.train.cls_common import build_data, class_weights, loss_fn, metrics_fn, report
 from tuneforge.train.cls_ensemble import seed_ensemble
 from tuneforge.train.cls_pooled import build_pooled_model, check_pooled, wants_pooled_head
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final

@@ -9,7 +9,7 @@ import numpy as np
 
 from tuneforge.config.schema import Config
 from tuneforge.data.task_data import (ClsExample, LabelMap, build_label_map, class_counts, cls_examples,
-                                      empty_texts)
+                                      empty_text_report)
 from tuneforge.data.task_rows import split_holdout, task_splits
 from tuneforge.errors import ConfigError
 from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
@@ -42,12 +42,6 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
             "labels": label_map.names, "multi_label": label_map.multi_label,
             **empty_text_report(train + validation + evals)})
     return ClsData(train, evals, label_map, validation)
-
-
-def empty_text_report(examples: list[ClsExample]) -> dict:
-    """{"empty_text": {count, first}} when some examples have a blank text, else {}."""
-    where = empty_texts(examples)
-    return {"empty_text": {"count": len(where), "first": where[:5]}} if where else {}
 
 
 def class_weights(cfg: Config, data: ClsData) -> list[float] | None:
