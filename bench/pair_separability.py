@@ -31,9 +31,10 @@ def load_pairs(path: str) -> list[dict]:
              "chosen": r["chosen"]["value"], "rejected": r["rejected"]["value"]} for r in rows]
 
 
-def cross_validated(fold_features, n: int, c_values=(0.01, 0.1, 1, 10)) -> dict:
+def cross_validated(fold_features, n: int, c_values=(0.01, 0.1, 1, 10), keep: float = 1.0) -> dict:
     """Accuracy of a logistic regression on feature differences, per inverse regularisation strength C.
-    `fold_features(train_idx, test_idx)` returns (train chosen, train rejected, test chosen, test rejected)."""
+    `fold_features(train_idx, test_idx)` returns (train chosen, train rejected, test chosen, test rejected);
+    `keep` < 1 trains on that fraction of each training fold (a learning curve; the test folds stay whole)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold
 
@@ -43,6 +44,7 @@ def cross_validated(fold_features, n: int, c_values=(0.01, 0.1, 1, 10)) -> dict:
         for seed in range(3):
             right = 0
             for tr, te in KFold(10, shuffle=True, random_state=seed).split(np.arange(n)):
+                tr = np.random.default_rng(seed).permutation(tr)[:int(len(tr) * keep)]
                 tr_c, tr_r, te_c, te_r = fold_features(tr, te)
                 x = np.vstack([tr_c - tr_r, tr_r - tr_c])  # both orders: no bias towards either side
                 y = np.r_[np.ones(len(tr_c)), np.zeros(len(tr_c))]
@@ -139,6 +141,12 @@ def main() -> None:
         "mean_logp": round(float(np.mean([c["mean"] > r["mean"] for c, r in feats])), 3)}
     res["hidden_last"] = cross_validated(fixed(*standardised(feats, "h")), len(pairs))
     res["hidden_middle"] = cross_validated(fixed(*standardised(feats, "hm")), len(pairs))
+    # Learning curve at each feature set's best C above: does accuracy still climb with more pairs?
+    curve_sets = {"tfidf": (tfidf_features(pairs), 0.1), "hidden_middle": (fixed(*standardised(feats, "hm")), 0.01)}
+    res["learning_curve"] = {
+        str(int(0.9 * len(pairs) * keep)): {name: cross_validated(fn, len(pairs), (c,), keep)[str(c)]["mean"]
+                                            for name, (fn, c) in curve_sets.items()}
+        for keep in (0.25, 0.5, 0.75, 1.0)}
     res["seconds"] = round(time.time() - t0, 1)
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "args"}, indent=1))
