@@ -6,8 +6,8 @@ pairs give a yardstick for the held-out accuracy DPO can be expected to reach on
 For each pair, a classifier sees features(chosen) - features(rejected) and must say which answer was preferred; it
 is trained on 9/10 of the pairs and scored on the other tenth (10 folds, 3 shuffles, every pair scored once per
 shuffle). Features: TF-IDF of words and word pairs; four surface cues (log length, line breaks, a greeting opener,
-an apology / "As an AI"); and the policy's own representation — the mean of SmolLM2-135M-Instruct's last and middle
-hidden layers over the answer tokens (prompt and answer through the chat template). The base model's own preference
+an apology / "As an AI"); and the policy's own representation — SmolLM2-135M-Instruct's last hidden layer, and
+separately its middle one, averaged over the answer tokens (prompt and answer through the chat template). The base model's own preference
 (higher log-likelihood, summed or per token) is reported too. Writes bench/results/pair_separability.json.
 """
 
