@@ -34,26 +34,44 @@ class ClsExample:
     label_text: str | None = None
 
 
-def cls_examples(rows: list[tuple[Row, Any]], task: Any, need_label: bool = True) -> list[ClsExample]:
-    """Classification examples with raw labels; missing text or label raise DataError with file:line."""
+def cls_examples(rows: list[tuple[Row, Any]], task: Any, need_label: bool = True,
+                 skipped: list[DataError] | None = None) -> list[ClsExample]:
+    """Classification examples with raw labels; missing text or label raise DataError with file:line, or with
+    `skipped` (`data.invalid: skip`) are appended there and left out."""
     out = []
     for row, spec in rows:
-        tkey = column(row, spec, "text", task.text_column, TEXT_CANDIDATES)
-        text = text_field(row, tkey, "text")
-        pkey = column(row, spec, "text_pair", task.text_pair_column, (PAIR_OF.get(tkey or ""),) if tkey else ())
-        pair = text_field(row, pkey, "text pair", required=bool(task.text_pair_column)) if pkey else None
-        lkey = column(row, spec, "label", task.label_column)
-        label = row.data.get(lkey)
-        if label is None or label == "" or (isinstance(label, float) and label != label):
-            if need_label:
-                what = "empty label in field" if lkey in row.data else "missing label field"
-                raise DataError(f"{what} '{lkey}'", file=row.file, line=row.line,
-                                hint=f"fields present: {sorted(row.data)}; set task.label_column")
-            label = None
-        ltkey = column(row, spec, "label_text", task.label_text_column, ("label_text",))
-        ltext = row.data.get(ltkey) if ltkey else None
-        out.append(ClsExample(text, pair, label, row.file, row.line, ltext if isinstance(ltext, str) else None))
+        try:
+            out.append(_cls_example(row, spec, task, need_label))
+        except DataError as e:
+            if skipped is None:
+                raise
+            skipped.append(e)
     return out
+
+
+def _cls_example(row: Row, spec: Any, task: Any, need_label: bool) -> ClsExample:
+    tkey = column(row, spec, "text", task.text_column, TEXT_CANDIDATES)
+    text = text_field(row, tkey, "text")
+    pkey = column(row, spec, "text_pair", task.text_pair_column, (PAIR_OF.get(tkey or ""),) if tkey else ())
+    pair = text_field(row, pkey, "text pair", required=bool(task.text_pair_column)) if pkey else None
+    lkey = column(row, spec, "label", task.label_column)
+    label = row.data.get(lkey)
+    if label is None or label == "" or (isinstance(label, float) and label != label):
+        if need_label:
+            what = "empty label in field" if lkey in row.data else "missing label field"
+            raise DataError(f"{what} '{lkey}'", file=row.file, line=row.line,
+                            hint=f"fields present: {sorted(row.data)}; set task.label_column")
+        label = None
+    ltkey = column(row, spec, "label_text", task.label_text_column, ("label_text",))
+    ltext = row.data.get(ltkey) if ltkey else None
+    return ClsExample(text, pair, label, row.file, row.line, ltext if isinstance(ltext, str) else None)
+
+
+def invalid_report(skipped: list[DataError]) -> dict:
+    """{"invalid": {count, first messages}} for the rows `data.invalid: skip` left out, else {}."""
+    if not skipped:
+        return {}
+    return {"invalid": {"count": len(skipped), "first": [e.message for e in skipped[:5]]}}
 
 
 def empty_text_report(examples: list[ClsExample]) -> dict:

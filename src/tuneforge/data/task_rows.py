@@ -15,15 +15,16 @@ from tuneforge.data.readers import Row, read_rows
 from tuneforge.errors import ConfigError, DataError
 
 
-def load_rows(specs: Iterable[Any]) -> list[tuple[Row, Any]]:
-    """Rows of every DatasetSpec (capped by its `max_samples`), each paired with its spec."""
+def load_rows(specs: Iterable[Any], skipped: list[DataError] | None = None) -> list[tuple[Row, Any]]:
+    """Rows of every DatasetSpec (capped by its `max_samples`), each paired with its spec. With `skipped` (the
+    caller's `data.invalid: skip`), unreadable rows are appended there instead of stopping the run."""
     out: list[tuple[Row, Any]] = []
     for spec in specs:
         if not Path(spec.path).exists():
             raise DataError("data file or directory not found", file=spec.path,
                             hint="task stages read local json/jsonl/csv/parquet files")
         n = 0
-        for row in read_rows(spec.path):
+        for row in read_rows(spec.path, on_invalid=skipped.append if skipped is not None else None):
             if spec.max_samples is not None and n >= spec.max_samples:
                 break
             out.append((row, spec))
@@ -33,15 +34,15 @@ def load_rows(specs: Iterable[Any]) -> list[tuple[Row, Any]]:
     return out
 
 
-def task_splits(cfg: Any) -> tuple[list[tuple[Row, Any]], list[tuple[Row, Any]]]:
+def task_splits(cfg: Any, skipped: list[DataError] | None = None) -> tuple[list[tuple[Row, Any]], list[tuple[Row, Any]]]:
     """(train, eval) rows: data.eval when given, else a seeded `data.eval_split` hold-out of train."""
     if not cfg.data.train:
         raise ConfigError("data.train is empty", hint="add data: {train: [path/to/train.jsonl]}")
-    train = load_rows(cfg.data.train)
+    train = load_rows(cfg.data.train, skipped)
     if cfg.data.max_samples:
         train = train[: cfg.data.max_samples]
     if cfg.data.eval:
-        evals = load_rows(cfg.data.eval)
+        evals = load_rows(cfg.data.eval, skipped)
     else:
         train, evals = split_holdout(train, cfg.data.eval_split, cfg.data.mix_seed)
     if cfg.task.max_eval_samples:

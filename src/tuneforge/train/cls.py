@@ -152,6 +152,10 @@ class ClsStage(Stage):
             out["empty_text"] = blank["count"]
             warnings.append(f"samples with an empty text: {blank['count']} (first: {', '.join(blank['first'])}); "
                             "they are kept — check task.text_column")
+        if data.skipped:
+            out["invalid_skipped"] = len(data.skipped)
+            warnings.append(f"invalid rows skipped (data.invalid: skip): {len(data.skipped)}; first: "
+                            f"{data.skipped[0].message}")
         pairs = [e.text_pair for e in train] if any(e.text_pair for e in train) else None
         token_length_stats(out, warnings, tok, [e.text for e in train], pairs, max_len, "train.tokens")
         out["warnings"] = warnings

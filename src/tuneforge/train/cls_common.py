@@ -9,9 +9,9 @@ import numpy as np
 
 from tuneforge.config.schema import Config
 from tuneforge.data.task_data import (ClsExample, LabelMap, build_label_map, class_counts, cls_examples,
-                                      empty_text_report)
+                                      empty_text_report, invalid_report)
 from tuneforge.data.task_rows import split_holdout, task_splits
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
 from tuneforge.runs import RunDir
 
@@ -22,16 +22,20 @@ class ClsData:
     eval: list[ClsExample]
     label_map: LabelMap
     validation: list[ClsExample] = field(default_factory=list)  # train.validation_split: what selection watches
+    skipped: list[DataError] = field(default_factory=list)  # rows `data.invalid: skip` left out
 
 
 def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     """Validated examples and the label map; class counts go to data_report.json."""
-    train_rows, eval_rows = task_splits(cfg)
-    train = cls_examples(train_rows, cfg.task)
-    evals = cls_examples(eval_rows, cfg.task)
+    skipped: list[DataError] | None = [] if cfg.data.invalid == "skip" else None
+    train_rows, eval_rows = task_splits(cfg, skipped)
+    train = cls_examples(train_rows, cfg.task, skipped=skipped)
+    evals = cls_examples(eval_rows, cfg.task, skipped=skipped)
+    if skipped and not train:
+        raise DataError(f"no usable training rows: all {len(skipped)} were invalid and skipped",
+                        hint=f"first: {skipped[0].message}")
     label_map = build_label_map(train, cfg.task)
-    for ex in evals:  # unknown labels at eval fail here, before any training time is spent
-        label_map.encode(ex)
+    evals = [ex for ex in evals if _scorable(label_map, ex, skipped)]
     # the label map comes from all training rows, so a label seen only in the validation part keeps its id
     train, validation = split_holdout(train, cfg.train.validation_split, cfg.data.mix_seed)
     if run is not None:
@@ -40,8 +44,20 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
             **{name: {"samples": len(exs), "classes": class_counts(exs, label_map) if exs else {}}
                for name, exs in parts.items()},
             "labels": label_map.names, "multi_label": label_map.multi_label,
-            **empty_text_report(train + validation + evals)})
-    return ClsData(train, evals, label_map, validation)
+            **empty_text_report(train + validation + evals), **invalid_report(skipped or [])})
+    return ClsData(train, evals, label_map, validation, skipped or [])
+
+
+def _scorable(label_map: LabelMap, ex: ClsExample, skipped: list[DataError] | None) -> bool:
+    """Unknown labels at eval fail here, before any training time is spent (or are skipped and counted)."""
+    try:
+        label_map.encode(ex)
+    except DataError as e:
+        if skipped is None:
+            raise
+        skipped.append(e)
+        return False
+    return True
 
 
 def class_weights(cfg: Config, data: ClsData) -> list[float] | None:

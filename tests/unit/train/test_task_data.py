@@ -168,3 +168,47 @@ def test_empty_texts_are_kept_but_counted_in_data_check_and_the_data_report(tmp_
     run = Run()
     build_data(cfg, run)
     assert run.report["empty_text"]["count"] == 1 and run.report["empty_text"]["first"][0].endswith("t.jsonl:21")
+
+
+def _cls_file_with_bad_rows(tmp_path):
+    p = tmp_path / "mixed.jsonl"
+    p.write_text('{"text": "good one", "label": "a"}\n'
+                 '{"text": "no label here"}\n'
+                 '{"text": "broken json", "label": "b"\n'
+                 '{"label": "b"}\n'
+                 '{"text": "good two", "label": "b"}\n'
+                 '{"text": "good three", "label": "a"}\n', encoding="utf-8")
+    ev = write(tmp_path, "ev.jsonl", [{"text": "x", "label": "a"}, {"text": "y", "label": "never-trained"}])
+    return p, ev
+
+
+def test_data_invalid_skip_leaves_out_and_counts_bad_cls_rows(tmp_path):
+    from tuneforge.runs import RunDir
+    from tuneforge.train.cls_common import build_data
+
+    p, ev = _cls_file_with_bad_rows(tmp_path)
+    base = ["stage=cls", "model.path=builtin:minilm", f"data.train=[{{path: {p}}}]", f"data.eval=[{{path: {ev}}}]"]
+    with pytest.raises(DataError, match="mixed.jsonl:3: malformed JSON"):
+        build_data(load_training_config(None, base)[0])  # the default: stop at the first bad row (read first)
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    data = build_data(load_training_config(None, [*base, "data.invalid=skip"])[0], run)
+    assert [e.text for e in data.train] == ["good one", "good two", "good three"]
+    assert [e.text for e in data.eval] == ["x"]  # the eval row with a label training never saw is left out too
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())["invalid"]
+    assert report["count"] == 4, report  # no label, broken JSON, no text, unknown eval label
+    first = report["first"]
+    assert any(m.endswith("mixed.jsonl:2: missing label field 'label'") for m in first), first
+    assert any("mixed.jsonl:3: malformed JSON" in m for m in first), first
+    assert any("mixed.jsonl:4: missing text field" in m for m in first), first
+    assert any("ev.jsonl:2" in m and "never-trained" in m for m in first), first
+
+
+def test_data_invalid_skip_with_no_usable_row_says_how_many_were_skipped(tmp_path):
+    from tuneforge.train.cls_common import build_data
+
+    p = write(tmp_path, "t.jsonl", [{"text": "a"}, {"text": "b"}])
+    cfg = load_training_config(None, ["stage=cls", "model.path=builtin:minilm", f"data.train=[{{path: {p}}}]",
+                                      "data.eval_split=0", "data.invalid=skip"])[0]
+    with pytest.raises(DataError, match="no usable training rows: all 2 were invalid and skipped"):
+        build_data(cfg)
