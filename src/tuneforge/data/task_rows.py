@@ -14,11 +14,13 @@ from typing import Any, Iterable
 from tuneforge.data.readers import Row, read_rows
 from tuneforge.errors import ConfigError, DataError
 
+Rows = list[tuple[Row, Any]]  # each row with the DatasetSpec it came from
 
-def load_rows(specs: Iterable[Any], skipped: list[DataError] | None = None) -> list[tuple[Row, Any]]:
+
+def load_rows(specs: Iterable[Any], skipped: list[DataError] | None = None) -> Rows:
     """Rows of every DatasetSpec (capped by its `max_samples`), each paired with its spec. With `skipped` (the
     caller's `data.invalid: skip`), unreadable rows are appended there instead of stopping the run."""
-    out: list[tuple[Row, Any]] = []
+    out: Rows = []
     for spec in specs:
         if not Path(spec.path).exists():
             raise DataError("data file or directory not found", file=spec.path,
@@ -34,7 +36,7 @@ def load_rows(specs: Iterable[Any], skipped: list[DataError] | None = None) -> l
     return out
 
 
-def task_splits(cfg: Any, skipped: list[DataError] | None = None) -> tuple[list[tuple[Row, Any]], list[tuple[Row, Any]]]:
+def task_splits(cfg: Any, skipped: list[DataError] | None = None) -> tuple[Rows, Rows]:
     """(train, eval) rows: data.eval when given, else a seeded `data.eval_split` hold-out of train."""
     if not cfg.data.train:
         raise ConfigError("data.train is empty", hint="add data: {train: [path/to/train.jsonl]}")
