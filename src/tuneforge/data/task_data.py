@@ -220,8 +220,10 @@ class Seq2SeqExample:
     line: int
 
 
-def seq2seq_examples(rows: list[tuple[Row, Any]], task: Any, need_target: bool = True) -> list[Seq2SeqExample]:
-    """(source, target) pairs; translation data can name columns by language code (source_lang: en)."""
+def seq2seq_examples(rows: list[tuple[Row, Any]], task: Any, need_target: bool = True,
+                     skipped: list[DataError] | None = None) -> list[Seq2SeqExample]:
+    """(source, target) pairs; translation data can name columns by language code (source_lang: en). A row without
+    them raises DataError with file:line, or with `skipped` (`data.invalid: skip`) is appended there and left out."""
     out = []
     for row, spec in rows:
         skey = column(row, spec, "source", task.source_column or task.source_lang, SOURCE_CANDIDATES)
@@ -229,7 +231,13 @@ def seq2seq_examples(rows: list[tuple[Row, Any]], task: Any, need_target: bool =
         if skey == tkey:
             raise ConfigError(f"source and target are the same column '{skey}'",
                               hint="set task.source_lang/target_lang or task.source_column/target_column")
-        src = text_field(row, skey, "source")
-        tgt = text_field(row, tkey, "target", required=need_target)
+        try:
+            src = text_field(row, skey, "source")
+            tgt = text_field(row, tkey, "target", required=need_target)
+        except DataError as e:
+            if skipped is None:
+                raise
+            skipped.append(e)
+            continue
         out.append(Seq2SeqExample(task.source_prefix + src, tgt, row.file, row.line))
     return out

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.config.schema import Config
-from tuneforge.data.task_data import Seq2SeqExample, seq2seq_examples
+from tuneforge.data.task_data import Seq2SeqExample, invalid_report, seq2seq_examples
 from tuneforge.data.task_rows import task_splits, token_length_stats
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.metrics import bleu, chrf, rouge, ter
 from tuneforge.models.generate import Sampling, generate_text
 from tuneforge.models.load import load_tokenizer
@@ -23,10 +23,16 @@ from tuneforge.train.task_common import (ListDataset, load_task_model, max_input
 
 
 def build_data(cfg: Config, run: RunDir | None = None) -> tuple[list[Seq2SeqExample], list[Seq2SeqExample]]:
-    train_rows, eval_rows = task_splits(cfg)
-    train, evals = seq2seq_examples(train_rows, cfg.task), seq2seq_examples(eval_rows, cfg.task)
+    skipped: list[DataError] | None = [] if cfg.data.invalid == "skip" else None
+    train_rows, eval_rows = task_splits(cfg, skipped)
+    train = seq2seq_examples(train_rows, cfg.task, skipped=skipped)
+    evals = seq2seq_examples(eval_rows, cfg.task, skipped=skipped)
+    if skipped and not train:
+        raise DataError(f"no usable training rows: all {len(skipped)} were invalid and skipped",
+                        hint=f"first: {skipped[0].message}")
     if run is not None:
-        run.write_json("data_report.json", {"train": {"samples": len(train)}, "eval": {"samples": len(evals)}})
+        run.write_json("data_report.json", {"train": {"samples": len(train)}, "eval": {"samples": len(evals)},
+                                            **invalid_report(skipped or [])})
     return train, evals
 
 
@@ -105,11 +111,16 @@ class Seq2SeqStage(Stage):
         """Counts and source / target token lengths (truncation counted)."""
         tok = load_tokenizer(cfg.model)
         max_len = max_input_len(cfg, tok)
-        train_rows, eval_rows = task_splits(cfg)
-        train = seq2seq_examples(train_rows, cfg.task)
+        skipped: list[DataError] | None = [] if cfg.data.invalid == "skip" else None
+        train_rows, eval_rows = task_splits(cfg, skipped)
+        train = seq2seq_examples(train_rows, cfg.task, skipped=skipped)
+        evals = seq2seq_examples(eval_rows, cfg.task, skipped=skipped)
         out: dict = {"stage": self.name, "max_len": max_len, "train_samples": len(train),
-                     "eval_samples": len(eval_rows)}
+                     "eval_samples": len(evals)}
         warnings: list[str] = []
+        if skipped:
+            out["invalid_skipped"] = len(skipped)
+            warnings.append(f"invalid rows skipped (data.invalid: skip): {len(skipped)}; first: {skipped[0].message}")
         token_length_stats(out, warnings, tok, [e.source for e in train], None, max_len, "train.source_tokens")
         token_length_stats(out, warnings, tok, [e.target or "" for e in train], None, cfg.task.max_target_len,
                            "train.target_tokens")

@@ -212,3 +212,22 @@ def test_data_invalid_skip_with_no_usable_row_says_how_many_were_skipped(tmp_pat
                                       "data.eval_split=0", "data.invalid=skip"])[0]
     with pytest.raises(DataError, match="no usable training rows: all 2 were invalid and skipped"):
         build_data(cfg)
+
+
+def test_data_invalid_skip_leaves_out_and_counts_bad_seq2seq_rows(tmp_path):
+    from tuneforge.runs import RunDir
+    from tuneforge.train.seq2seq import build_data
+
+    p = tmp_path / "pairs.jsonl"
+    p.write_text('{"source": "a cat", "target": "eine Katze"}\n{"source": "no target"}\n{"source": "bad\n'
+                 '{"source": "a dog", "target": "ein Hund"}\n', encoding="utf-8")
+    base = ["stage=seq2seq", f"data.train=[{{path: {p}}}]", "data.eval_split=0"]
+    with pytest.raises(DataError, match="pairs.jsonl:3: malformed JSON"):
+        build_data(load_training_config(None, base)[0])
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    train, _ = build_data(load_training_config(None, [*base, "data.invalid=skip"])[0], run)
+    assert [e.target for e in train] == ["eine Katze", "ein Hund"]
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["train"] == {"samples": 2} and report["invalid"]["count"] == 2, report
+    assert any("pairs.jsonl:2: missing target field" in m for m in report["invalid"]["first"]), report
