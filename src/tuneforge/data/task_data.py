@@ -67,6 +67,18 @@ def _cls_example(row: Row, spec: Any, task: Any, need_label: bool) -> ClsExample
     return ClsExample(text, pair, label, row.file, row.line, ltext if isinstance(ltext, str) else None)
 
 
+def skip_list(cfg: Any) -> list[DataError] | None:
+    """Where rows that `data.invalid: skip` leaves out are collected; None (the default `error`): they raise."""
+    return [] if cfg.data.invalid == "skip" else None
+
+
+def require_examples(train: list, skipped: list[DataError] | None) -> None:
+    """One line when skipping left no training example at all (instead of an empty-data error further on)."""
+    if skipped and not train:
+        raise DataError(f"no usable training rows: all {len(skipped)} were invalid and skipped",
+                        hint=f"first: {skipped[0].message}")
+
+
 def invalid_report(skipped: list[DataError]) -> dict:
     """{"invalid": {count, first messages}} for the rows `data.invalid: skip` left out, else {}."""
     if not skipped:

@@ -9,7 +9,7 @@ import numpy as np
 
 from tuneforge.config.schema import Config
 from tuneforge.data.task_data import (ClsExample, LabelMap, build_label_map, class_counts, cls_examples,
-                                      empty_text_report, invalid_report)
+                                      empty_text_report, invalid_report, require_examples, skip_list)
 from tuneforge.data.task_rows import split_holdout, task_splits
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
@@ -27,13 +27,11 @@ class ClsData:
 
 def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     """Validated examples and the label map; class counts go to data_report.json."""
-    skipped: list[DataError] | None = [] if cfg.data.invalid == "skip" else None
+    skipped = skip_list(cfg)
     train_rows, eval_rows = task_splits(cfg, skipped)
     train = cls_examples(train_rows, cfg.task, skipped=skipped)
     evals = cls_examples(eval_rows, cfg.task, skipped=skipped)
-    if skipped and not train:
-        raise DataError(f"no usable training rows: all {len(skipped)} were invalid and skipped",
-                        hint=f"first: {skipped[0].message}")
+    require_examples(train, skipped)
     label_map = build_label_map(train, cfg.task)
     evals = [ex for ex in evals if _scorable(label_map, ex, skipped)]
     # the label map comes from all training rows, so a label seen only in the validation part keeps its id

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.config.schema import Config
-from tuneforge.data.task_data import Seq2SeqExample, invalid_report, seq2seq_examples
+from tuneforge.data.task_data import Seq2SeqExample, invalid_report, require_examples, seq2seq_examples, skip_list
 from tuneforge.data.task_rows import task_splits, token_length_stats
-from tuneforge.errors import ConfigError, DataError
+from tuneforge.errors import ConfigError
 from tuneforge.eval.metrics import bleu, chrf, rouge, ter
 from tuneforge.models.generate import Sampling, generate_text
 from tuneforge.models.load import load_tokenizer
@@ -23,13 +23,11 @@ from tuneforge.train.task_common import (ListDataset, load_task_model, max_input
 
 
 def build_data(cfg: Config, run: RunDir | None = None) -> tuple[list[Seq2SeqExample], list[Seq2SeqExample]]:
-    skipped: list[DataError] | None = [] if cfg.data.invalid == "skip" else None
+    skipped = skip_list(cfg)
     train_rows, eval_rows = task_splits(cfg, skipped)
     train = seq2seq_examples(train_rows, cfg.task, skipped=skipped)
     evals = seq2seq_examples(eval_rows, cfg.task, skipped=skipped)
-    if skipped and not train:
-        raise DataError(f"no usable training rows: all {len(skipped)} were invalid and skipped",
-                        hint=f"first: {skipped[0].message}")
+    require_examples(train, skipped)
     if run is not None:
         run.write_json("data_report.json", {"train": {"samples": len(train)}, "eval": {"samples": len(evals)},
                                             **invalid_report(skipped or [])})
@@ -111,7 +109,7 @@ class Seq2SeqStage(Stage):
         """Counts and source / target token lengths (truncation counted)."""
         tok = load_tokenizer(cfg.model)
         max_len = max_input_len(cfg, tok)
-        skipped: list[DataError] | None = [] if cfg.data.invalid == "skip" else None
+        skipped = skip_list(cfg)
         train_rows, eval_rows = task_splits(cfg, skipped)
         train = seq2seq_examples(train_rows, cfg.task, skipped=skipped)
         evals = seq2seq_examples(eval_rows, cfg.task, skipped=skipped)
