@@ -31,6 +31,17 @@ class TaskConfig(BaseModel):
         "count), from the training data) or one positive number per label in label order (multi-label: BCE "
         "pos_weight). The weights used are recorded in config.yaml `resolved:`.")
 
+    soft_label_column: str | None = Field(
+        None, description="Training-row field with a teacher's class probabilities: {label: p} (a tuneforge run's "
+        "predictions.jsonl `probs`, so that file can be the training data) or a list in label order. The loss "
+        "becomes soft_label_weight * T^2 * KL(teacher || student) at temperature T = soft_label_temperature plus "
+        "(1 - soft_label_weight) * the label loss: distillation from any teacher (another architecture or "
+        "tokenizer, an ensemble, an LLM's label probabilities). Methods full / lora / freeze.")
+    soft_label_weight: float = Field(0.5, ge=0, le=1, description="Weight of the soft-label (KD) term.")
+    soft_label_temperature: float = Field(
+        2.0, gt=0, description="Temperature applied to the teacher's probabilities and the student's logits in the "
+        "KD term (p^(1/T), renormalised).")
+
     # --- feature extraction (method: features) --------------------------------------------------------------
     pooling: Literal["auto", "mean", "cls", "last"] = Field(
         "auto", description="How token states become one vector for the classifier (last: final non-pad token, "

@@ -32,6 +32,7 @@ class ClsExample:
     file: str
     line: int
     label_text: str | None = None
+    soft: Any = None  # raw task.soft_label_column value (a teacher's probabilities); checked by LabelMap.soft_target
 
 
 def cls_examples(rows: list[tuple[Row, Any]], task: Any, need_label: bool = True,
@@ -64,7 +65,8 @@ def _cls_example(row: Row, spec: Any, task: Any, need_label: bool) -> ClsExample
         label = None
     ltkey = column(row, spec, "label_text", task.label_text_column, ("label_text",))
     ltext = row.data.get(ltkey) if ltkey else None
-    return ClsExample(text, pair, label, row.file, row.line, ltext if isinstance(ltext, str) else None)
+    soft = row.data.get(task.soft_label_column) if task.soft_label_column else None
+    return ClsExample(text, pair, label, row.file, row.line, ltext if isinstance(ltext, str) else None, soft)
 
 
 def skip_list(cfg: Any) -> list[DataError] | None:
@@ -84,6 +86,11 @@ def invalid_report(skipped: list[DataError]) -> dict:
     if not skipped:
         return {}
     return {"invalid": {"count": len(skipped), "first": [e.message for e in skipped[:5]]}}
+
+
+def skipped_warning(skipped: list[DataError]) -> str:
+    """The `tuneforge data check` warning for rows `data.invalid: skip` leaves out."""
+    return f"invalid rows skipped (data.invalid: skip): {len(skipped)}; first: {skipped[0].message}"
 
 
 def empty_text_report(examples: list[ClsExample]) -> dict:
@@ -142,6 +149,36 @@ class LabelMap:
         if isinstance(ex.label, list):
             raise DataError("label is a list but task.multi_label is false", file=ex.file, line=ex.line)
         return self.lookup(ex.label, ex)
+
+    def soft_target(self, ex: ClsExample, column: str) -> list[float]:
+        """A teacher's probabilities in label order: {name or alias: p} or a list. Single-label rows must sum to
+        1 (within 1 %, then renormalised); multi-label values are per-label probabilities."""
+        value, n = ex.soft, len(self.names)
+        if value is None:
+            raise DataError(f"missing soft-label field '{column}'", file=ex.file, line=ex.line,
+                            hint="every training row needs the teacher's probabilities (task.soft_label_column)")
+        if isinstance(value, dict):
+            vec: list = [None] * n
+            for k, p in value.items():
+                vec[self.lookup(k, ex)] = p
+            missing = [self.names[i] for i, p in enumerate(vec) if p is None]
+            if missing:
+                raise DataError(f"'{column}' has no probability for {', '.join(missing)}", file=ex.file, line=ex.line)
+        elif isinstance(value, list) and len(value) == n:
+            vec = list(value)
+        else:
+            raise DataError(f"'{column}' must be {{label: probability}} or a list of {n} probabilities in label "
+                            f"order ({', '.join(self.names)}), got {str(value)[:60]}", file=ex.file, line=ex.line)
+        if not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in vec):
+            raise DataError(f"'{column}' values must be probabilities in [0, 1], got {str(value)[:60]}",
+                            file=ex.file, line=ex.line)
+        if self.multi_label:
+            return [float(p) for p in vec]
+        total = float(sum(vec))
+        if abs(total - 1) > 0.01:
+            raise DataError(f"'{column}' sums to {total:.4f}, not 1", file=ex.file, line=ex.line,
+                            hint="single-label probabilities must sum to 1 (a softmax)")
+        return [float(p) / total for p in vec]
 
     def to_json(self) -> dict:
         return {"names": self.names, "multi_label": self.multi_label, "aliases": self.aliases}

@@ -8,7 +8,8 @@ Labels are mapped from the training data (saved as label_map.json and in the mod
 from __future__ import annotations
 
 from tuneforge.config.schema import Config
-from tuneforge.data.task_data import ClsExample, LabelMap, balance_report, class_counts, empty_text_report
+from tuneforge.data.task_data import (ClsExample, LabelMap, balance_report, class_counts, empty_text_report,
+                                      skipped_warning)
 from tuneforge.data.task_rows import token_length_stats
 from tuneforge.errors import ConfigError
 from tuneforge.models.family import is_decoder_only
@@ -19,14 +20,17 @@ from tuneforge.train import features
 from tuneforge.train.cls_common import build_data, class_weights, loss_fn, metrics_fn, report
 from tuneforge.train.cls_ensemble import seed_ensemble
 from tuneforge.train.cls_pooled import build_pooled_model, check_pooled, wants_pooled_head
+from tuneforge.train.cls_soft import SOFT_KEY, SoftLabelLoss, soft_label_trainer
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
 from tuneforge.train.stage import Stage
 from tuneforge.train.task_common import (ListDataset, load_task_model, max_input_len, prepare_task_model,
                                          print_summary, task_training_args)
 
 
-def encode(examples: list[ClsExample], tokenizer, max_len: int, label_map: LabelMap | None) -> list[dict]:
-    """Token ids (+ labels) per example; padding happens per batch in the collator."""
+def encode(examples: list[ClsExample], tokenizer, max_len: int, label_map: LabelMap | None,
+           soft_column: str | None = None) -> list[dict]:
+    """Token ids (+ labels, + a teacher's probabilities with soft_column) per example; padding happens per batch
+    in the collator."""
     texts = [e.text for e in examples]
     pairs = [e.text_pair or "" for e in examples] if any(e.text_pair for e in examples) else None
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_len)
@@ -35,6 +39,8 @@ def encode(examples: list[ClsExample], tokenizer, max_len: int, label_map: Label
     if label_map is not None:
         for row, ex in zip(rows, examples):
             row["labels"] = label_map.encode(ex)
+            if soft_column:
+                row[SOFT_KEY] = label_map.soft_target(ex, soft_column)
     return rows
 
 
@@ -67,24 +73,28 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
     else:
         model = build_model(cfg, tokenizer, data.label_map)
     max_len = max_input_len(cfg, tokenizer, model.config)
-    train_ds = ListDataset(encode(data.train, tokenizer, max_len, data.label_map))
+    soft = cfg.task.soft_label_column
+    train_ds = ListDataset(encode(data.train, tokenizer, max_len, data.label_map, soft))
     eval_ds = ListDataset(encode(data.eval, tokenizer, max_len, data.label_map)) if data.eval else None
     # what evaluations during training (early stopping, the best checkpoint) watch: the validation part when there
     # is one, so the eval set is only scored at the end
     watch_ds = ListDataset(encode(data.validation, tokenizer, max_len, data.label_map)) if data.validation else eval_ds
     model = prepare_task_model(model, cfg, stage.peft_task_type)
 
-    trainer = TuneforgeTrainer(
+    multi = data.label_map.multi_label
+    kwargs = dict(
         model=model, train_dataset=train_ds, eval_dataset=watch_ds, processing_class=tokenizer,
         # label smoothing is applied by our loss (with the class weights), not by the Trainer's smoother
         args=task_training_args(cfg, run, has_eval=watch_ds is not None, select=stage.selection(cfg),
                                 label_smoothing_factor=0.0),
         data_collator=DataCollatorWithPadding(tokenizer),
         # only when asked: the default stays the model's own loss (bit-identical to a plain Trainer run)
-        compute_loss_func=loss_fn(weights, cfg.train.label_smoothing, data.label_map.multi_label)
-        if weights is not None or cfg.train.label_smoothing else None,
+        compute_loss_func=loss_fn(weights, cfg.train.label_smoothing, multi)
+        if weights is not None or cfg.train.label_smoothing or soft else None,
         compute_metrics=metrics_fn(data.label_map, cfg.task.multi_label_threshold, stage.main_metric(cfg)),
         callbacks=callbacks(cfg, run))
+    trainer = soft_label_trainer(**kwargs, soft_loss=SoftLabelLoss(
+        cfg.task.soft_label_weight, cfg.task.soft_label_temperature, multi)) if soft else TuneforgeTrainer(**kwargs)
     metrics = fit_save_report(trainer, tokenizer, run, cfg, data, eval_ds, resume)
     if data.validation:  # the best checkpoint was chosen on the validation part: say so in the names
         metrics = {k.replace("best_eval_", "best_validation_"): v for k, v in metrics.items()}
@@ -120,7 +130,7 @@ class ClsStage(Stage):
     # rates tried); AG News, not tuned on, is the check (bench/results/compare_agnews.md).
     lr_defaults_decoder = {"lora": 1e-3}
     recipe_keys = frozenset({"task.class_weights", "train.label_smoothing", "train.early_stopping_patience",
-                             "train.validation_split"})
+                             "train.validation_split", "task.soft_label_column"})
 
     def validate(self, cfg: Config) -> None:
         super().validate(cfg)
@@ -154,8 +164,7 @@ class ClsStage(Stage):
                             "they are kept — check task.text_column")
         if data.skipped:
             out["invalid_skipped"] = len(data.skipped)
-            warnings.append(f"invalid rows skipped (data.invalid: skip): {len(data.skipped)}; first: "
-                            f"{data.skipped[0].message}")
+            warnings.append(skipped_warning(data.skipped))
         pairs = [e.text_pair for e in train] if any(e.text_pair for e in train) else None
         token_length_stats(out, warnings, tok, [e.text for e in train], pairs, max_len, "train.tokens")
         out["warnings"] = warnings

@@ -33,7 +33,10 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     evals = cls_examples(eval_rows, cfg.task, skipped=skipped)
     require_examples(train, skipped)
     label_map = build_label_map(train, cfg.task)
-    evals = [ex for ex in evals if _scorable(label_map, ex, skipped)]
+    evals = [ex for ex in evals if _passes(lambda: label_map.encode(ex), skipped)]  # noqa: B023 - called at once
+    if soft := cfg.task.soft_label_column:
+        train = [ex for ex in train if _passes(lambda: label_map.soft_target(ex, soft), skipped)]  # noqa: B023
+        require_examples(train, skipped)
     # the label map comes from all training rows, so a label seen only in the validation part keeps its id
     train, validation = split_holdout(train, cfg.train.validation_split, cfg.data.mix_seed)
     if run is not None:
@@ -46,10 +49,11 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     return ClsData(train, evals, label_map, validation, skipped or [])
 
 
-def _scorable(label_map: LabelMap, ex: ClsExample, skipped: list[DataError] | None) -> bool:
-    """Unknown labels at eval fail here, before any training time is spent (or are skipped and counted)."""
+def _passes(check, skipped: list[DataError] | None) -> bool:
+    """Run one row's check: a DataError raises, or with `skipped` (`data.invalid: skip`) is counted there and the
+    row left out. Unknown eval labels and bad soft labels fail here, before any training time is spent."""
     try:
-        label_map.encode(ex)
+        check()
     except DataError as e:
         if skipped is None:
             raise

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.config.schema import Config
-from tuneforge.data.task_data import Seq2SeqExample, invalid_report, require_examples, seq2seq_examples, skip_list
+from tuneforge.data.task_data import (Seq2SeqExample, invalid_report, require_examples, seq2seq_examples, skip_list,
+                                      skipped_warning)
 from tuneforge.data.task_rows import task_splits, token_length_stats
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.metrics import bleu, chrf, rouge, ter
 from tuneforge.models.generate import Sampling, generate_text
 from tuneforge.models.load import load_tokenizer
@@ -22,7 +23,9 @@ from tuneforge.train.task_common import (ListDataset, load_task_model, max_input
                                          print_summary, task_training_args)
 
 
-def build_data(cfg: Config, run: RunDir | None = None) -> tuple[list[Seq2SeqExample], list[Seq2SeqExample]]:
+def build_data(cfg: Config, run: RunDir | None = None
+               ) -> tuple[list[Seq2SeqExample], list[Seq2SeqExample], list[DataError]]:
+    """(train, eval, rows `data.invalid: skip` left out); counts go to data_report.json."""
     skipped = skip_list(cfg)
     train_rows, eval_rows = task_splits(cfg, skipped)
     train = seq2seq_examples(train_rows, cfg.task, skipped=skipped)
@@ -31,7 +34,7 @@ def build_data(cfg: Config, run: RunDir | None = None) -> tuple[list[Seq2SeqExam
     if run is not None:
         run.write_json("data_report.json", {"train": {"samples": len(train)}, "eval": {"samples": len(evals)},
                                             **invalid_report(skipped or [])})
-    return train, evals
+    return train, evals, skipped or []
 
 
 def encode(examples: list[Seq2SeqExample], tokenizer, max_len: int, max_target_len: int) -> list[dict]:
@@ -109,16 +112,13 @@ class Seq2SeqStage(Stage):
         """Counts and source / target token lengths (truncation counted)."""
         tok = load_tokenizer(cfg.model)
         max_len = max_input_len(cfg, tok)
-        skipped = skip_list(cfg)
-        train_rows, eval_rows = task_splits(cfg, skipped)
-        train = seq2seq_examples(train_rows, cfg.task, skipped=skipped)
-        evals = seq2seq_examples(eval_rows, cfg.task, skipped=skipped)
+        train, evals, skipped = build_data(cfg)
         out: dict = {"stage": self.name, "max_len": max_len, "train_samples": len(train),
                      "eval_samples": len(evals)}
         warnings: list[str] = []
         if skipped:
             out["invalid_skipped"] = len(skipped)
-            warnings.append(f"invalid rows skipped (data.invalid: skip): {len(skipped)}; first: {skipped[0].message}")
+            warnings.append(skipped_warning(skipped))
         token_length_stats(out, warnings, tok, [e.source for e in train], None, max_len, "train.source_tokens")
         token_length_stats(out, warnings, tok, [e.target or "" for e in train], None, cfg.task.max_target_len,
                            "train.target_tokens")
@@ -129,7 +129,7 @@ class Seq2SeqStage(Stage):
         from transformers import DataCollatorForSeq2Seq
 
         tokenizer = load_tokenizer(cfg.model)
-        train, evals = build_data(cfg, run)
+        train, evals, _ = build_data(cfg, run)
         run.write_env(cfg)
         model = build_model(cfg, tokenizer)
         t = cfg.task

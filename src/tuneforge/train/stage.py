@@ -47,7 +47,8 @@ class Stage:
         t = cfg.train
         asked = {"train.label_smoothing": t.label_smoothing > 0, "task.class_weights": cfg.task.class_weights != "none",
                  "train.early_stopping_patience": t.early_stopping_patience > 0,
-                 "train.validation_split": t.validation_split > 0}
+                 "train.validation_split": t.validation_split > 0,
+                 "task.soft_label_column": cfg.task.soft_label_column is not None}
         return [k for k, on in asked.items() if on]
 
     def _validate_recipe(self, cfg: Config) -> None:

@@ -226,8 +226,8 @@ def test_data_invalid_skip_leaves_out_and_counts_bad_seq2seq_rows(tmp_path):
         build_data(load_training_config(None, base)[0])
     run = RunDir(tmp_path / "run")
     run.root.mkdir()
-    train, _ = build_data(load_training_config(None, [*base, "data.invalid=skip"])[0], run)
-    assert [e.target for e in train] == ["eine Katze", "ein Hund"]
+    train, _, skipped = build_data(load_training_config(None, [*base, "data.invalid=skip"])[0], run)
+    assert [e.target for e in train] == ["eine Katze", "ein Hund"] and len(skipped) == 2
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["train"] == {"samples": 2} and report["invalid"]["count"] == 2, report
     assert any("pairs.jsonl:2: missing target field" in m for m in report["invalid"]["first"]), report
