@@ -84,6 +84,12 @@ def test_two_processes_match_one_with_the_same_global_batch(two_process_run, one
     resolved = yaml.safe_load((ddp / "config.yaml").read_text())["resolved"]["distributed"]
     assert resolved == {"type": "MULTI_CPU", "world_size": 2, "global_batch": 4}
     assert not [p for p in ddp.rglob("*") if ".tmp" in p.name], "no half-written files from a second writer"
+    # every rank's part of a checkpoint lands in it: the ranks stage into one dir and only rank 0 renames it, after
+    # all of them wrote (the second rank's RNG state was lost, or its rename moved a half-written checkpoint)
+    for ckpt in sorted((ddp / "checkpoints").glob("checkpoint-*")):
+        names = {p.name for p in ckpt.iterdir()}
+        assert {"rng_state_0.pth", "rng_state_1.pth", "trainer_state.json", "optimizer.pt"} <= names, (ckpt, names)
+    assert not (ddp / "checkpoints" / ".staging").exists()
 
     one = one_process_run
     assert len(losses(ddp)) == STEPS

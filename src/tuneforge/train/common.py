@@ -148,9 +148,15 @@ class GuardMixin:
         # leaves a directory that looks complete and `--resume` would load half a state. We point it at a staging
         # dir and rename. tests/unit/train/test_upstream_hooks.py fails loudly if transformers renames this method
         # or changes its signature.
+        # Several processes: every rank writes its part (its RNG state; shards under FSDP / DeepSpeed) into the one
+        # staging dir, so rank 0 alone clears it before and renames it after, with every rank waiting at both
+        # points (each rank renaming on its own lost the others' files or moved a half-written checkpoint).
         final_root = self.args.output_dir
         staging = os.path.join(final_root, ".staging")
-        shutil.rmtree(staging, ignore_errors=True)
+        main = self.args.should_save
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         self.args.output_dir = staging
         name = f"checkpoint-{self.state.global_step}"
         try:
@@ -160,12 +166,15 @@ class GuardMixin:
             raise _disk_error(e, f"{name}", RunDir(Path(final_root).parent).latest_checkpoint()) from None
         finally:
             self.args.output_dir = final_root
-        target = os.path.join(final_root, name)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        self._point_best_at(final_root, os.path.join(staging, name))
-        os.replace(os.path.join(staging, name), target)
-        shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._point_best_at(final_root, os.path.join(staging, name))  # every rank's memory; rank 0 the file
+        if main:
+            target = os.path.join(final_root, name)
+            if os.path.exists(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(staging, name), target)
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()  # nobody reads or rotates before the checkpoint is in place
         guard = _find_callback(self, DivergenceGuard)
         if self.args.should_save and self.args.save_total_limit and not (guard and guard.suspect):
             from transformers.trainer_utils import rotate_checkpoints
