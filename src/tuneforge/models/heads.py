@@ -107,11 +107,13 @@ def head_logits(head, x: np.ndarray) -> np.ndarray:
         return head(torch.from_numpy(x)).numpy()
 
 
-def save_head(head, out: Path, meta: dict) -> Path:
+def save_head(head, out: Path, meta: dict, weights: dict | None = None) -> Path:
+    """Write `head.safetensors` + `head.json`; `weights`: the head's tensors when its module holds only shards."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out / "head.safetensors"))
+    weights = head.state_dict() if weights is None else weights
+    save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(out / "head.safetensors"))
     (out / "head.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return out
 

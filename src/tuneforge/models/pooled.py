@@ -54,7 +54,11 @@ class PooledClassifier(torch.nn.Module):
                 "dim": int(self.backbone.config.hidden_size), "labels": self.labels, "multi_label": self.multi_label,
                 "max_len": self.max_len, "normalize": False, "trained": "end to end"}
 
-    def save_pretrained(self, path, safe_serialization: bool = True, **_) -> None:
+    def save_pretrained(self, path, safe_serialization: bool = True, state_dict: dict | None = None, **_) -> None:
+        """`state_dict`: the whole weights gathered from FSDP / DeepSpeed shards (the modules then hold shards)."""
         assert safe_serialization, "safetensors only"
-        self.backbone.save_pretrained(path, safe_serialization=True)
-        save_head(self.head, Path(path), self.meta())
+        parts = None if state_dict is None else {
+            part: {k[len(part) + 1:]: v for k, v in state_dict.items() if k.startswith(part + ".")}
+            for part in ("backbone", "head")}
+        self.backbone.save_pretrained(path, safe_serialization=True, state_dict=parts and parts["backbone"])
+        save_head(self.head, Path(path), self.meta(), weights=parts and parts["head"])

@@ -96,7 +96,7 @@ class AlignStage(Stage):
             metrics.update({f"start_{k}": v for k, v in start.items()})
         if trainer.args.should_save and cfg.output.plot:
             plot_align_metrics(run.metrics, run.plots)
-        save_final(trainer.model, tokenizer, run, cfg)
+        save_final(trainer, tokenizer, run, cfg)
         return metrics
 
     def held_out_metrics(self, trainer) -> dict:

@@ -106,7 +106,7 @@ def fine_tune(cfg: Config, run: RunDir, resume: bool, stage: Stage) -> dict:
 def fit_save_report(trainer, tokenizer, run: RunDir, cfg: Config, data, eval_ds, resume: bool) -> dict:
     """Train, save the model with its label map, and report on the eval split (also used by stage: distill)."""
     metrics = fit(trainer, run, resume)
-    saved = save_final(trainer.model, tokenizer, run, cfg)
+    saved = save_final(trainer, tokenizer, run, cfg)
     run.write_json(f"{saved.name}/label_map.json", data.label_map.to_json())
     run.write_json("label_map.json", data.label_map.to_json())
     if eval_ds is not None:

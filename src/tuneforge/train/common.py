@@ -287,24 +287,49 @@ def best_checkpoint_metrics(trainer) -> dict:
             "last_step": state.global_step, "stopped_early": state.global_step < state.max_steps}
 
 
-def save_final(model, tokenizer, run: RunDir, cfg: Config) -> Path:
+def gathered_weights(trainer) -> dict | None:
+    """The whole weights of a model FSDP or DeepSpeed ZeRO-3 shards across ranks; None when each rank holds them whole.
+
+    Gathering is a collective: every rank must call this (as the Trainer's own save_model does), or rank 0 waits for
+    the others forever; rank 0 then writes the dict it got back.
+    """
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return trainer.accelerator.get_state_dict(trainer.model)
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        try:
+            return trainer.accelerator.get_state_dict(trainer.deepspeed)
+        except ValueError as e:  # ZeRO-3 without the 16-bit gather: the weights exist only as shards
+            raise TrainingError(f"the final model could not be gathered from the DeepSpeed shards: {e}",
+                                hint="set stage3_gather_16bit_weights_on_model_save: true in the DeepSpeed config "
+                                     "(examples/distributed/ds_z3.json); the checkpoints hold the trained shards")
+    return None
+
+
+def save_final(trainer, tokenizer, run: RunDir, cfg: Config) -> Path:
     """Save the adapter (LoRA) or full model as safetensors, atomically, plus the tokenizer (main process only)."""
+    weights = gathered_weights(trainer)  # every rank, before the others return
+    # sharded: the wrapper (FSDP1) or engine-managed module writes the gathered dict; unwrap as the Trainer does
+    model = trainer.model if weights is None else trainer.accelerator.unwrap_model(trainer.model)
     is_peft = hasattr(model, "peft_config")
     target = run.adapter if is_peft else run.model
     if not run.main:
         return target
     try:
         with atomic_dir(target) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             if is_peft:  # the base as a portable id + its weights' hash, not the local GGUF cache dir
                 record_base(tmp, cfg.model)
-        if is_peft and cfg.output.save_merged:
+        if is_peft and cfg.output.save_merged and weights is None:
             with atomic_dir(run.model) as tmp:
                 model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
                 if tokenizer is not None:
                     tokenizer.save_pretrained(tmp)
     except Exception as e:
         raise _disk_error(e, "the final model", run.latest_checkpoint()) from None
+    if is_peft and cfg.output.save_merged and weights is not None:
+        # Merging needs the whole base on one rank, which sharding exists to avoid; the adapter is saved and
+        # `tuneforge export` folds it in on one process.
+        print(f"output.save_merged: not merged in a sharded run; merge with: tuneforge export {run.root}")
     return target

@@ -213,7 +213,7 @@ def distill_lm(cfg: Config, run: RunDir, resume: bool, teacher: Teacher) -> dict
         metrics.update(trainer.evaluate())
         metrics["teacher_eval_loss"] = _teacher_loss(trainer, teacher_model, kd)
         print_summary("distill", metrics, ("eval_loss", "teacher_eval_loss"))
-    save_final(trainer.model, tokenizer, run, cfg)
+    save_final(trainer, tokenizer, run, cfg)
     return metrics
 
 

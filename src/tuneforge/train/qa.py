@@ -121,7 +121,7 @@ class QaStage(Stage):
             compute_metrics=metrics_fn(cfg, data.eval, eval_feats) if eval_feats else None, callbacks=callbacks(cfg, run))
         metrics = fit(trainer, run, resume)
         metrics.update(train_windows=len(train_feats), eval_windows=len(eval_feats) if eval_feats else 0)
-        save_final(trainer.model, tokenizer, run, cfg)
+        save_final(trainer, tokenizer, run, cfg)
         if eval_ds is not None:
             start, end = trainer.predict(eval_ds).predictions[:2]
             decoded = decode_answers(data.eval, eval_feats, start, end, **decode_kwargs(cfg))

@@ -144,7 +144,7 @@ class Seq2SeqStage(Stage):
             processing_class=tokenizer, data_collator=DataCollatorForSeq2Seq(tokenizer, model=base, padding=True),
             callbacks=callbacks(cfg, run))
         metrics = fit(trainer, run, resume)
-        save_final(trainer.model, tokenizer, run, cfg)
+        save_final(trainer, tokenizer, run, cfg)
         if evals:
             metrics.update(trainer.evaluate())  # teacher-forced eval loss
             preds = generate(trainer.model, tokenizer, [e.source for e in evals], max_len, t.max_new_tokens,

@@ -107,7 +107,7 @@ class SftStage(Stage):
         metrics["packing"] = packing
         if eval_data is not None:
             metrics.update(trainer.evaluate())
-        save_final(trainer.model, tokenizer, run, cfg)
+        save_final(trainer, tokenizer, run, cfg)
 
         if cfg.demo_prompts:
             after = demo_replies(trainer.model, tokenizer, cfg)
