@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from tuneforge.data.readers import Row
+from tuneforge.data.task_data import invalid_report, passes, require_examples, skip_list
 from tuneforge.data.task_rows import column, load_rows, split_holdout, text_field
 from tuneforge.errors import ConfigError, DataError
 
@@ -47,21 +48,29 @@ class QAFeatures:
 
 # ----------------------------------------------------------------------------------------------------------------
 # reading + validation
-def qa_examples(rows: list[tuple[Row, Any]], task: Any) -> list[QAExample]:
-    """Validated QA examples from flat rows (context, question, answers) or nested SQuAD articles (paragraphs)."""
+def qa_examples(rows: list[tuple[Row, Any]], task: Any, skipped: list[DataError] | None = None) -> list[QAExample]:
+    """Validated QA examples from flat rows (context, question, answers) or nested SQuAD articles (paragraphs).
+    A bad row, question or repeated id raises DataError with file:line, or with `skipped` (`data.invalid: skip`)
+    is appended there and left out (in an article, only the bad question or paragraph)."""
     out: list[QAExample] = []
     for row, spec in rows:
         if "paragraphs" in row.data:
-            out.extend(_from_article(row, task))
+            passes(lambda: out.extend(_from_article(row, task, skipped)), skipped)  # noqa: B023 - called at once
         else:
-            out.append(_from_flat(row, spec, task))
+            passes(lambda: out.append(_from_flat(row, spec, task)), skipped)  # noqa: B023 - called at once
     seen: dict[str, QAExample] = {}
+    unique = []
     for ex in out:
-        if ex.id in seen:
-            raise DataError(f"duplicate question id '{ex.id}' (also at {seen[ex.id].file}:{seen[ex.id].line})",
-                            file=ex.file, line=ex.line)
-        seen[ex.id] = ex
-    return out
+        if passes(lambda: _check_new_id(ex, seen), skipped):  # noqa: B023 - called at once
+            seen[ex.id] = ex
+            unique.append(ex)
+    return unique
+
+
+def _check_new_id(ex: QAExample, seen: dict[str, QAExample]) -> None:
+    if ex.id in seen:
+        raise DataError(f"duplicate question id '{ex.id}' (also at {seen[ex.id].file}:{seen[ex.id].line})",
+                        file=ex.file, line=ex.line)
 
 
 def _from_flat(row: Row, spec: Any, task: Any) -> QAExample:
@@ -78,25 +87,33 @@ def _from_flat(row: Row, spec: Any, task: Any) -> QAExample:
     return ex
 
 
-def _from_article(row: Row, task: Any) -> list[QAExample]:
+def _from_article(row: Row, task: Any, skipped: list[DataError] | None = None) -> list[QAExample]:
     paragraphs = row.data.get("paragraphs")
     if not isinstance(paragraphs, list):
         raise DataError("'paragraphs' must be a list", file=row.file, line=row.line)
-    out = []
+    out: list[QAExample] = []
     for p in paragraphs:
         if not isinstance(p, dict) or not isinstance(p.get("context"), str) or not isinstance(p.get("qas"), list):
-            raise DataError("each paragraph needs a string 'context' and a list 'qas'", file=row.file, line=row.line)
+            error = DataError("each paragraph needs a string 'context' and a list 'qas'", file=row.file, line=row.line)
+            if skipped is None:
+                raise error
+            skipped.append(error)
+            continue
         for qa in p["qas"]:
-            qid = str(qa.get("id", ""))
-            line = _id_line(row.file, qid) or row.line
-            if not isinstance(qa.get("question"), str):
-                raise DataError(f"question '{qid}' has no string 'question'", file=row.file, line=line)
-            answers = answer_list(qa.get("answers", []), row.file, line)
-            ex = QAExample(qid or f"{row.file}:{line}", qa["question"], p["context"], answers, row.file, line,
-                           str(row.data.get("title", "")))
-            check_answers(ex, qa.get("is_impossible"))
-            out.append(ex)
+            passes(lambda: out.append(_article_question(row, p["context"], qa)), skipped)  # noqa: B023 - called at once
     return out
+
+
+def _article_question(row: Row, context: str, qa: Any) -> QAExample:
+    qid = str(qa.get("id", "")) if isinstance(qa, dict) else ""
+    line = _id_line(row.file, qid) or row.line
+    if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
+        raise DataError(f"question '{qid}' has no string 'question'", file=row.file, line=line)
+    answers = answer_list(qa.get("answers", []), row.file, line)
+    ex = QAExample(qid or f"{row.file}:{line}", qa["question"], context, answers, row.file, line,
+                   str(row.data.get("title", "")))
+    check_answers(ex, qa.get("is_impossible"))
+    return ex
 
 
 @lru_cache(maxsize=8)
@@ -155,14 +172,17 @@ def check_answers(ex: QAExample, is_impossible: Any) -> None:
 
 def qa_splits(cfg: Any) -> tuple[list[QAExample], list[QAExample], dict]:
     """(train, eval, report): data.eval when given, else held-out contexts (no paragraph in both splits);
-    unanswerable questions dropped unless task.allow_unanswerable."""
+    unanswerable questions dropped unless task.allow_unanswerable; with `data.invalid: skip` bad rows and questions
+    are left out and counted (report `invalid`)."""
     if not cfg.data.train:
         raise ConfigError("data.train is empty", hint="add data: {train: [path/to/squad.jsonl]}")
-    train = qa_examples(load_rows(cfg.data.train), cfg.task)
+    skipped = skip_list(cfg)
+    train = qa_examples(load_rows(cfg.data.train, skipped), cfg.task, skipped)
+    require_examples(train, skipped)
     if cfg.data.max_samples:
         train = train[: cfg.data.max_samples]
     if cfg.data.eval:
-        evals = qa_examples(load_rows(cfg.data.eval), cfg.task)
+        evals = qa_examples(load_rows(cfg.data.eval, skipped), cfg.task, skipped)
     else:
         contexts = list(dict.fromkeys(e.context for e in train))
         held = set(split_holdout(contexts, cfg.data.eval_split, cfg.data.mix_seed)[1])
@@ -177,6 +197,7 @@ def qa_splits(cfg: Any) -> tuple[list[QAExample], list[QAExample], dict]:
     if not train:
         raise ConfigError("no answerable training questions", hint="set task.allow_unanswerable: true for SQuAD v2 data")
     report["used"] = {"train": len(train), "eval": len(evals)}
+    report.update(invalid_report(skipped or []))
     return train, evals, report
 
 

@@ -39,14 +39,9 @@ def cls_examples(rows: list[tuple[Row, Any]], task: Any, need_label: bool = True
                  skipped: list[DataError] | None = None) -> list[ClsExample]:
     """Classification examples with raw labels; missing text or label raise DataError with file:line, or with
     `skipped` (`data.invalid: skip`) are appended there and left out."""
-    out = []
+    out: list[ClsExample] = []
     for row, spec in rows:
-        try:
-            out.append(_cls_example(row, spec, task, need_label))
-        except DataError as e:
-            if skipped is None:
-                raise
-            skipped.append(e)
+        passes(lambda: out.append(_cls_example(row, spec, task, need_label)), skipped)  # noqa: B023 - called at once
     return out
 
 
@@ -74,6 +69,19 @@ def skip_list(cfg: Any) -> list[DataError] | None:
     return [] if cfg.data.invalid == "skip" else None
 
 
+def passes(step, skipped: list[DataError] | None) -> bool:
+    """Run one row's step (read, check, append): a DataError raises, or with `skipped` (`data.invalid: skip`) is
+    counted there and the row left out (False)."""
+    try:
+        step()
+    except DataError as e:
+        if skipped is None:
+            raise
+        skipped.append(e)
+        return False
+    return True
+
+
 def require_examples(train: list, skipped: list[DataError] | None) -> None:
     """One line when skipping left no training example at all (instead of an empty-data error further on)."""
     if skipped and not train:
@@ -90,7 +98,12 @@ def invalid_report(skipped: list[DataError]) -> dict:
 
 def skipped_warning(skipped: list[DataError]) -> str:
     """The `tuneforge data check` warning for rows `data.invalid: skip` leaves out."""
-    return f"invalid rows skipped (data.invalid: skip): {len(skipped)}; first: {skipped[0].message}"
+    return invalid_warning(invalid_report(skipped)["invalid"])
+
+
+def invalid_warning(invalid: dict) -> str:
+    """The same warning from a report's `invalid` entry (what `invalid_report` wrote)."""
+    return f"invalid rows skipped (data.invalid: skip): {invalid['count']}; first: {invalid['first'][0]}"
 
 
 def empty_text_report(examples: list[ClsExample]) -> dict:

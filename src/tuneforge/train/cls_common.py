@@ -9,7 +9,7 @@ import numpy as np
 
 from tuneforge.config.schema import Config
 from tuneforge.data.task_data import (ClsExample, LabelMap, build_label_map, class_counts, cls_examples,
-                                      empty_text_report, invalid_report, require_examples, skip_list)
+                                      empty_text_report, invalid_report, passes, require_examples, skip_list)
 from tuneforge.data.task_rows import split_holdout, task_splits
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.eval.cls_metrics import classification_report, plot_confusion_matrix
@@ -33,9 +33,9 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
     evals = cls_examples(eval_rows, cfg.task, skipped=skipped)
     require_examples(train, skipped)
     label_map = build_label_map(train, cfg.task)
-    evals = [ex for ex in evals if _passes(lambda: label_map.encode(ex), skipped)]  # noqa: B023 - called at once
+    evals = [ex for ex in evals if passes(lambda: label_map.encode(ex), skipped)]  # noqa: B023 - called at once
     if soft := cfg.task.soft_label_column:
-        train = [ex for ex in train if _passes(lambda: label_map.soft_target(ex, soft), skipped)]  # noqa: B023
+        train = [ex for ex in train if passes(lambda: label_map.soft_target(ex, soft), skipped)]  # noqa: B023
         require_examples(train, skipped)
     # the label map comes from all training rows, so a label seen only in the validation part keeps its id
     train, validation = split_holdout(train, cfg.train.validation_split, cfg.data.mix_seed)
@@ -47,19 +47,6 @@ def build_data(cfg: Config, run: RunDir | None = None) -> ClsData:
             "labels": label_map.names, "multi_label": label_map.multi_label,
             **empty_text_report(train + validation + evals), **invalid_report(skipped or [])})
     return ClsData(train, evals, label_map, validation, skipped or [])
-
-
-def _passes(check, skipped: list[DataError] | None) -> bool:
-    """Run one row's check: a DataError raises, or with `skipped` (`data.invalid: skip`) is counted there and the
-    row left out. Unknown eval labels and bad soft labels fail here, before any training time is spent."""
-    try:
-        check()
-    except DataError as e:
-        if skipped is None:
-            raise
-        skipped.append(e)
-        return False
-    return True
 
 
 def class_weights(cfg: Config, data: ClsData) -> list[float] | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tuneforge.config.schema import Config
 from tuneforge.data.qa_data import QAExample, qa_features, qa_splits
+from tuneforge.data.task_data import invalid_warning
 from tuneforge.data.task_rows import percentile
 from tuneforge.eval.metrics import per_sample_em_f1
 from tuneforge.eval.qa_postprocess import decode_answers
@@ -98,7 +99,7 @@ class QaStage(Stage):
         out["train.windows_per_question"] = round(len(feats) / max(len(train), 1), 2)
         lengths = [len(e.context) for e in train]
         out["train.context_chars.p50/max"] = f"{percentile(lengths, 50)}/{max(lengths, default=0)}"
-        out["warnings"] = []
+        out["warnings"] = [invalid_warning(report["invalid"])] if "invalid" in report else []
         return out
 
     def run(self, cfg: Config, run: RunDir, resume: bool) -> dict:

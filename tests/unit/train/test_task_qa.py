@@ -146,3 +146,48 @@ def test_data_check_counts_windows_and_holds_out_contexts(tmp_path):
     assert out["train.windows_per_question"] > 1
     train, evals, _ = qa_splits(cfg)
     assert evals and not {e.context for e in train} & {e.context for e in evals}
+
+
+def test_invalid_skip_leaves_out_and_counts_bad_questions(tmp_path):
+    from task_tiny_models import minilm_dir
+
+    from tuneforge.config.load import load_config
+    from tuneforge.data.qa_data import qa_splits
+    from tuneforge.train.stages import STAGES
+
+    good = qa_rows(12, 0, ctx_words=40)
+    wrong_offset = dict(good[0], id="off", answers={"text": [good[0]["answers"]["text"][0]], "answer_start": [999]})
+    article = {"title": "t", "paragraphs": [
+        {"context": "Paris is in France.", "qas": [
+            {"id": "a1", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}]},
+            {"id": "a2", "question": None, "answers": []}]},
+        {"context": 7, "qas": []}]}
+    p = tmp_path / "qa.jsonl"
+    lines = [json.dumps(r) for r in good] + ["{not json", json.dumps(wrong_offset), json.dumps(good[1]),
+                                             json.dumps(article)]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    base = ["stage=qa", f"model.path={minilm_dir()}", f"data.train=[{p}]", "data.eval_split=0.25"]
+    with pytest.raises(DataError, match=r"qa.jsonl:13"):  # the default: stop at the first bad row
+        qa_splits(load_config(overrides=base))
+    cfg = load_config(overrides=[*base, "data.invalid=skip"])
+    train, evals, report = qa_splits(cfg)
+    ids = {e.id for e in train + evals}
+    # kept: the 12 good rows and the article's good question; left out: the malformed line, the wrong offset, the
+    # repeated id, the question without text and the paragraph without a string context
+    assert len(ids) == 13 and "a1" in ids and "off" not in ids
+    assert report["invalid"]["count"] == 5
+    assert any("qa.jsonl:13" in m for m in report["invalid"]["first"])
+    warning = STAGES["qa"].check_data(cfg)["warnings"]
+    assert warning and "skipped (data.invalid: skip): 5" in warning[0]
+
+
+def test_invalid_skip_with_nothing_usable_is_one_line(tmp_path):
+    from tuneforge.config.load import load_config
+    from tuneforge.data.qa_data import qa_splits
+
+    p = tmp_path / "qa.jsonl"
+    bad = {"context": "abc", "question": "q?", "answers": {"text": ["zzz"], "answer_start": [0]}}
+    p.write_text("{bad\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    cfg = load_config(overrides=["stage=qa", f"data.train=[{p}]", "data.invalid=skip"])
+    with pytest.raises(DataError, match="all 2 were invalid"):
+        qa_splits(cfg)
