@@ -38,7 +38,9 @@ def encode_prompt(tokenizer: Any, sample: GenSample, template: str = "auto", sys
     """Plain prompt (tokenizer's default special tokens), or the chat-rendered prompt for `chat: true` tasks (with
     the run's default system prompt, so a model tuned with `data.system` is asked the way it was taught)."""
     if sample.chat:
-        return render_prompt(tokenizer, [{"role": "user", "content": sample.prompt}], template, system)
+        shots = [{"role": role, "content": text} for turn in sample.turns
+                 for role, text in zip(("user", "assistant"), turn)]
+        return render_prompt(tokenizer, [*shots, {"role": "user", "content": sample.prompt}], template, system)
     return tokenizer.encode(sample.prompt)
 
 

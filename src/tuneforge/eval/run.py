@@ -188,7 +188,8 @@ def _run_generate(model, tokenizer, spec: TaskSpec, samples: list, eval_cfg: Eva
     new = spec.cfg.max_new_tokens or explicit or spec.max_new_tokens or eval_cfg.max_new_tokens
     outputs = generate(model, tokenizer, samples, settings, stop=spec.stop, max_new_tokens=new, progress=progress)
     summary, per = score_generations(spec, samples, outputs)
-    records = [{"id": s.id, "file": s.file, "line": s.line, "prompt": s.prompt, "output": o,
+    records = [{"id": s.id, "file": s.file, "line": s.line, "prompt": s.prompt,
+                **({"fewshot_turns": [list(t) for t in s.turns]} if s.turns else {}), "output": o,
                 "references": s.references, **p} for s, o, p in zip(samples, outputs, per)]
     return summary, records, "sampled" if eval_cfg.do_sample else "greedy"
 

@@ -6,7 +6,8 @@ over lists (`question.choices.text` → the list of choice texts). Every problem
 the file and line, before any model is loaded.
 
 Few-shot prompts follow lm-eval's plain-text layout: description + k × (prompt + target_delimiter + answer +
-fewshot_delimiter) + prompt; the choice is scored as target_delimiter + choice.
+fewshot_delimiter) + prompt; the choice is scored as target_delimiter + choice. A `chat: true` generation task gets
+its examples as turns instead (user: prompt, assistant: answer; lm-eval's fewshot_as_multiturn).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class GenSample:
     prompt: str
     references: list[str]  # acceptable answers ([""] = "no answer", SQuAD v2)
     chat: bool = False
+    turns: list[tuple[str, str]] = field(default_factory=list)  # chat few-shot: (user, assistant) before `prompt`
 
 
 @dataclass
@@ -376,21 +378,28 @@ def load_samples(spec: TaskSpec, seed: int = 1234) -> list[McqSample | GenSample
     out: list[McqSample | GenSample] = []
     for p in targets:
         shots = sampler.draw(p) if spec.fewshot else []
-        context = _context(spec, p, shots)
         if spec.type == "mcq":
-            out.append(McqSample(p.id, p.file, p.line, context, p.choices, p.gold, p.gold_labels))
+            out.append(McqSample(p.id, p.file, p.line, _context(spec, p, shots), p.choices, p.gold, p.gold_labels))
+        elif cfg.chat and shots:  # a chat model sees each solved example as a user turn and its reply (lm-eval's
+            # fewshot_as_multiturn); the description opens the first turn
+            turns = [(s.prompt, s.answer) for s in shots]
+            turns[0] = (_description(spec, p) + turns[0][0], turns[0][1])
+            out.append(GenSample(p.id, p.file, p.line, p.prompt, p.references, chat=True, turns=turns))
         else:
-            out.append(GenSample(p.id, p.file, p.line, context, p.references, chat=cfg.chat))
+            out.append(GenSample(p.id, p.file, p.line, _context(spec, p, shots), p.references, chat=cfg.chat))
     return out
+
+
+def _description(spec: TaskSpec, sample: _Parsed) -> str:
+    try:
+        return render(spec.description, sample.row) if spec.description else ""
+    except _Missing as e:
+        raise _fail(f"description template needs field '{e.args[0]}'", sample.file, sample.line) from None
 
 
 def _context(spec: TaskSpec, sample: _Parsed, shots: list[_Parsed]) -> str:
     cfg = spec.cfg
-    try:
-        head = render(spec.description, sample.row) if spec.description else ""
-    except _Missing as e:
-        raise _fail(f"description template needs field '{e.args[0]}'", sample.file, sample.line) from None
-    parts = [head]
+    parts = [_description(spec, sample)]
     for s in shots:
         parts.append(s.prompt + cfg.target_delimiter + s.answer + cfg.fewshot_delimiter)
     parts.append(sample.prompt)

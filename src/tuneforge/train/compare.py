@@ -18,7 +18,6 @@ set); each row reports the examples it trained on, so the table states the budge
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,9 @@ from tuneforge.errors import ConfigError
 from tuneforge.runs import RunDir, open_run
 from tuneforge.train import compare_decoder as dec
 from tuneforge.train.cls_common import ClsData, build_data
+from tuneforge.train.compare_measure import (as_written, dataset_name, device, earlier_rows, examples_seen,
+                                             load_average, run_route, saved_parameters)
+from tuneforge.train.compare_gen import compare_generation
 from tuneforge.train.compare_report import write_report
 from tuneforge.train.run import run_training
 from tuneforge.train.stages import load_training_config
@@ -54,9 +56,12 @@ def compare_approaches(config: str, overrides: list[str] | None = None, approach
                        label_words: list[str] | None = None, decoder_examples: int | None = None) -> dict:
     """Run the chosen routes into `out` (default: <output.dir>/compare-<output.name>); returns the report dict."""
     cfg, stage = load_training_config(config, overrides or [])
+    if (generation := stage.comparison(cfg)) is not None:  # extractive QA, translation: train/compare_gen.py
+        return compare_generation(cfg, generation, approaches, decoder, out, shots, decoder_examples)
     if "features" not in stage.methods:  # the routes need a classification stage (encoder features included)
-        raise ConfigError(f"stage: {cfg.stage}: compare-approaches needs a classification config",
-                          hint="start from examples/sentiment_minilm.yaml or examples/topics_minilm.yaml")
+        raise ConfigError(f"stage: {cfg.stage}: compare-approaches needs a classification, extractive QA or "
+                          "translation config", hint="start from examples/sentiment_minilm.yaml, "
+                          "examples/qa_minilm.yaml or examples/translation_t5tiny.yaml")
     chosen = list(approaches or APPROACHES)
     for name in chosen:
         if name not in APPROACHES:
@@ -71,56 +76,19 @@ def compare_approaches(config: str, overrides: list[str] | None = None, approach
     if decoder_examples is not None and decoder_examples <= 0:
         raise ConfigError(f"--decoder-examples: {decoder_examples}: give a positive number of training examples")
     root = Path(out or Path(cfg.output.dir) / f"compare-{cfg.output.name or 'run'}")
-    cmp = Comparison(cfg, data, words, decoder, root, shots, decoder_examples, _as_written(cfg))
-    result = {"dataset": _dataset_name(cfg), "encoder": cfg.model.path, "decoder": decoder,
+    cmp = Comparison(cfg, data, words, decoder, root, shots, decoder_examples, as_written(cfg))
+    result = {"dataset": dataset_name(cfg), "encoder": cfg.model.path, "decoder": decoder,
               "train_samples": len(data.train), "eval_samples": len(data.eval), "labels": words, "shots": shots,
               "decoder_examples": decoder_examples,
-              "device": _device(), "load_average": _load_average(), "rows": []}
-    kept = _earlier_rows(root, result, chosen)
+              "device": device(), "load_average": load_average(), "rows": []}
+    kept = earlier_rows(root, result, chosen, APPROACHES)
     for name in chosen:
-        kept[name] = _run_one(cmp, name)
+        trains = name not in ("zero_shot", "few_shot")
+        kept[name] = run_route(name, lambda: ROUTES[name](cmp), trains)  # noqa: B023 - called at once
     result["rows"] = [kept[name] for name in APPROACHES if name in kept]
     result["kept_from_earlier"] = [name for name in APPROACHES if name in kept and name not in chosen]
     result["files"] = write_report(root, result)
     return result
-
-
-def _dataset_name(cfg: Config) -> str:
-    """The held-out split the table scores: the eval files, or the part of the training files held out."""
-    if cfg.data.eval:
-        return ", ".join(s.path for s in cfg.data.eval)
-    return f"{', '.join(s.path for s in cfg.data.train)} ({cfg.data.eval_split:g} held out)"
-
-
-_SAME_SETUP = ("dataset", "encoder", "decoder", "train_samples", "eval_samples", "labels", "shots", "decoder_examples")
-
-
-def _earlier_rows(root: Path, result: dict, chosen: list[str]) -> dict[str, dict]:
-    """Rows of an earlier comparison in the same output dir with the same setup, for the routes not re-run now:
-    re-running one route (after a fix, or one that failed) updates its row and keeps the others' numbers."""
-    import json
-
-    try:
-        earlier = json.loads((root / "compare.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if any(earlier.get(k) != result.get(k) for k in _SAME_SETUP):
-        return {}
-    return {r["approach"]: r for r in earlier.get("rows", []) if r.get("approach") in APPROACHES
-            and r["approach"] not in chosen}
-
-
-def _run_one(cmp: Comparison, name: str) -> dict:
-    row: dict = {"approach": name, "trains": name not in ("zero_shot", "few_shot"),
-                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_at_start": _load_average()}
-    _reset_peak_memory()
-    try:
-        row.update(ROUTES[name](cmp))
-    except Exception as e:  # noqa: BLE001  (one failing route must not hide the others' numbers)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        row["error"] = f"{type(e).__name__}: {msg}"[:300]
-    row["peak_memory_mib"] = _peak_memory_mib()
-    return row
 
 
 # ------------------------------------------------------------------------------------------------- routes
@@ -155,7 +123,7 @@ def _trained_cls(cmp: Comparison, name: str, decoder_budget: bool = False, **cha
         train_s = out["embed_train_s"] + out.get("head_train_s", 0)
     row = {"run_dir": out["run_dir"], "eval_accuracy": out.get("eval_accuracy"),
            "eval_f1_macro": out.get("eval_f1_macro"), "train_s": train_s,
-           "trainable_params": saved_parameters(run), "train_examples": _examples_seen(cfg, len(cmp.data.train))}
+           "trainable_params": saved_parameters(run), "train_examples": examples_seen(cfg, len(cmp.data.train))}
     row["infer_s_per_1k"] = _time_cls_inference(cmp, run)
     return row
 
@@ -218,7 +186,7 @@ def route_sft_lora(cmp: Comparison) -> dict:
     scored = dec.score_label_words(model, tok, contexts, cmp.data.eval, cmp.words, lm, delimiter="")
     run.write_json("eval_report.json", scored.pop("report"))
     return {"run_dir": out["run_dir"], "train_s": out.get("train_runtime"), "trainable_params": saved_parameters(run),
-            "train_examples": _examples_seen(cfg, len(cmp.data.train)), **scored}
+            "train_examples": examples_seen(cfg, len(cmp.data.train)), **scored}
 
 
 ROUTES = {"features": route_features, "full": route_full, "lora": route_lora, "zero_shot": route_zero_shot,
@@ -226,33 +194,6 @@ ROUTES = {"features": route_features, "full": route_full, "lora": route_lora, "z
 
 
 # ---------------------------------------------------------------------------------------------- measures
-def _examples_seen(cfg: Config, n_train: int) -> int:
-    """Training examples the route goes through: max_steps x examples per step, else epochs x the training set
-    (features: the set embedded once)."""
-    if cfg.method == "features":
-        return n_train
-    if cfg.train.max_steps > 0:
-        return cfg.train.max_steps * cfg.train.batch_size * cfg.train.grad_accum
-    return round(n_train * cfg.train.epochs)
-
-
-def saved_parameters(run: RunDir) -> int:
-    """Parameters the route trained, counted in what it saved: adapter (+ head), full model, or feature head."""
-    import numpy as np
-    from safetensors import safe_open
-
-    for d in (run.adapter, run.model, run.root / "features_head"):
-        files = sorted(d.glob("*.safetensors")) if d.is_dir() else []
-        if files:
-            total = 0
-            for f in files:
-                with safe_open(str(f), framework="np") as st:
-                    for k in st.keys():
-                        total += int(np.prod(st.get_slice(k).get_shape()))
-            return total
-    raise ConfigError(f"run dir {run.root} saved no weights")
-
-
 def _time_cls_inference(cmp: Comparison, run: RunDir) -> float:
     """Seconds per 1000 held-out texts through the saved classifier (load time excluded)."""
     import torch
@@ -284,49 +225,6 @@ def _time_cls_inference(cmp: Comparison, run: RunDir) -> float:
                       max_length=cmp.cfg.data.cutoff_len, padding=True, return_tensors="pt")
             model(**enc)
     return round(1000 * (time.perf_counter() - t0) / len(texts), 3)
-
-
-def _reset_peak_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    try:  # Linux: "5" resets the process's peak RSS (VmHWM) to its current RSS
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_memory_mib() -> float | None:
-    import torch
-
-    if torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-def _as_written(cfg: Config) -> dict:
-    """The config's explicitly set fields (paths already resolved), so schema defaults stay defaults per route."""
-    return cfg.model_dump(mode="json", exclude_unset=True)
-
-
-def _device() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def compare_cli(config: str, overrides: list[str], approaches: list[str] | None, decoder: str, out: str | None,

@@ -7,9 +7,8 @@ from pathlib import Path
 from tuneforge.runs import atomic_json, atomic_write
 
 # column key, header, better ("max" | "min"; None: a fact of the route, no winner), formatter
-COLUMNS = (
-    ("eval_accuracy", "accuracy", "max", lambda v: f"{v:.3f}"),
-    ("eval_f1_macro", "macro-F1", "max", lambda v: f"{v:.3f}"),
+CLS_QUALITY = (("eval_accuracy", "accuracy"), ("eval_f1_macro", "macro-F1"))
+COST = (
     ("train_s", "train s", "min", lambda v: f"{v:.1f}"),
     ("infer_s_per_1k", "infer s / 1k", "min", lambda v: f"{v:.2f}"),
     ("trainable_params", "trainable params", "min", lambda v: f"{int(v):,}"),
@@ -20,10 +19,20 @@ COLUMNS = (
 _TRAINED_ONLY = {"train_s", "trainable_params"}
 
 
-def winners(rows: list[dict]) -> dict[str, str]:
+def _score(v: float) -> str:
+    return f"{v:.3f}" if abs(v) <= 1 else f"{v:.2f}"  # fractions (accuracy, F1) vs 0-100 scores (BLEU, chrF)
+
+
+def columns(result: dict) -> tuple:
+    """The quality columns of the task (result["quality"]: [key, header] pairs, higher is better), then the costs."""
+    quality = result.get("quality") or CLS_QUALITY
+    return (*((key, header, "max", _score) for key, header in quality), *COST)
+
+
+def winners(rows: list[dict], cols: tuple) -> dict[str, str]:
     """Best approach per column among the rows that have a number there (ties: the first listed)."""
     out = {}
-    for key, _, better, _ in COLUMNS:
+    for key, _, better, _ in cols:
         if better is None:
             continue
         vals = [(r[key], r["approach"]) for r in rows if isinstance(r.get(key), (int, float))
@@ -35,13 +44,21 @@ def winners(rows: list[dict]) -> dict[str, str]:
     return out
 
 
+def _setup(result: dict) -> str:
+    if "labels" in result:  # classification
+        return (f"Encoder `{result['encoder']}`, decoder `{result['decoder']}`; {result['train_samples']} train / "
+                f"{result['eval_samples']} held-out eval examples, labels: {', '.join(result['labels'])}; "
+                f"{result['shots']} shots for few-shot")
+    return (f"{result['task']}: the config's model `{result['encoder']}` ({result['own_route']}), decoder "
+            f"`{result['decoder']}`; {result['train_samples']} train / {result['eval_samples']} held-out examples; "
+            f"{result['shots']} shots for few-shot")
+
+
 def markdown(result: dict) -> str:
-    rows, win = result["rows"], result["winners"]
-    head = ["approach", *(h for _, h, _, _ in COLUMNS), "run dir / error"]
+    rows, win, cols = result["rows"], result["winners"], columns(result)
+    head = ["approach", *(h for _, h, _, _ in cols), "run dir / error"]
     lines = [f"# Which approach? {result['dataset']}", "",
-             f"Encoder `{result['encoder']}`, decoder `{result['decoder']}`; {result['train_samples']} train / "
-             f"{result['eval_samples']} held-out eval examples, labels: {', '.join(result['labels'])}; "
-             f"{result['shots']} shots for few-shot"
+             _setup(result)
              + (f"; the decoder routes that train see {result['decoder_examples']} examples (`--decoder-examples`)"
                 if result.get("decoder_examples") else "") + f". Device: {result['device']}; load average at start "
              f"{result['load_average']}.", "",
@@ -51,36 +68,39 @@ def markdown(result: dict) -> str:
                       f"(each row's time and load average are in compare.json).", ""]
     for r in rows:
         cells = [r["approach"]]
-        for key, _, _, fmt in COLUMNS:
+        for key, _, _, fmt in cols:
             v = r.get(key)
             txt = fmt(v) if isinstance(v, (int, float)) else "n/a"
             cells.append(f"**{txt}**" if win.get(key) == r["approach"] else txt)
         cells.append(f"error: {r['error']}" if r.get("error") else f"`{r.get('run_dir', '')}`")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Winners: " + "; ".join(f"{h}: **{win[k]}**" for k, h, _, _ in COLUMNS if k in win) + ".", "",
+    lines += ["", "Winners: " + "; ".join(f"{h}: **{win[k]}**" for k, h, _, _ in cols if k in win) + ".", "",
               "Train s = the stage's training time (features: embedding the train set + fitting the head); infer "
-              "s / 1k = scoring the held-out split, per 1000 texts; trainable params = parameters the route "
-              "trains and saves; train examples = examples the route trained on (steps x batch, or epochs x the set); peak MiB = process peak RSS during the route (CUDA: peak allocated). Train-time "
-              "and parameter winners are among the routes that train."]
+              "s / 1k = scoring (or generating for) the held-out split, per 1000 examples; trainable params = "
+              "parameters the route trains and saves; train examples = examples the route trained on (steps x "
+              "batch, or epochs x the set); peak MiB = process peak RSS during the route (CUDA: peak allocated). "
+              "Train-time and parameter winners are among the routes that train."]
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list[dict], path: Path) -> Path | None:
-    """Accuracy and macro-F1 per approach, side by side (failed routes are left out)."""
+def chart(rows: list[dict], path: Path, quality: tuple = CLS_QUALITY) -> Path | None:
+    """The task's two quality scores per approach, side by side (failed routes are left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if isinstance(r.get("eval_accuracy"), (int, float))]
+    (k1, h1), (k2, h2) = quality[0], quality[1]
+    ok = [r for r in rows if isinstance(r.get(k1), (int, float))]
     if not ok:
         return None
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(ok)), 3.8), dpi=100)
     xs = range(len(ok))
-    ax.bar([x - 0.2 for x in xs], [r["eval_accuracy"] for r in ok], width=0.4, label="accuracy")
-    ax.bar([x + 0.2 for x in xs], [r.get("eval_f1_macro") or 0 for r in ok], width=0.4, label="macro-F1")
+    ax.bar([x - 0.2 for x in xs], [r[k1] for r in ok], width=0.4, label=h1)
+    ax.bar([x + 0.2 for x in xs], [r.get(k2) or 0 for r in ok], width=0.4, label=h2)
     ax.set_xticks(list(xs), [r["approach"] for r in ok], rotation=20, ha="right")
-    ax.set_ylim(0, 1)
+    if all(abs(r[k1]) <= 1 and abs(r.get(k2) or 0) <= 1 for r in ok):
+        ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -95,10 +115,10 @@ def chart(rows: list[dict], path: Path) -> Path | None:
 
 def write_report(out: Path, result: dict) -> dict:
     """compare.json, compare.md and compare.png under `out`; returns their paths."""
-    result["winners"] = winners(result["rows"])
+    result["winners"] = winners(result["rows"], columns(result))
     paths = {"json": atomic_json(out / "compare.json", result)}
     paths["md"] = atomic_write(out / "compare.md", markdown(result))
-    png = chart(result["rows"], out / "compare.png")
+    png = chart(result["rows"], out / "compare.png", tuple(result.get("quality") or CLS_QUALITY))
     if png:
         paths["png"] = png
     return {k: str(v) for k, v in paths.items()}

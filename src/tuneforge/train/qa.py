@@ -7,9 +7,11 @@ Unanswerable questions (SQuAD v2) are skipped unless `task.allow_unanswerable`. 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from tuneforge.config.schema import Config
+from tuneforge.data.formats import QA_PROMPT
 from tuneforge.data.qa_data import QAExample, qa_features, qa_splits
 from tuneforge.data.task_data import invalid_warning
 from tuneforge.data.task_rows import percentile
@@ -17,7 +19,9 @@ from tuneforge.eval.metrics import per_sample_em_f1
 from tuneforge.eval.qa_postprocess import decode_answers
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
+from tuneforge.errors import ConfigError
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
+from tuneforge.train.compare_task import GenComparison
 from tuneforge.train.stage import Stage
 from tuneforge.train.task_common import (ListDataset, columns_to_rows, load_task_model, max_input_len,
                                          prepare_task_model, print_summary, task_training_args)
@@ -27,6 +31,15 @@ from tuneforge.train.task_common import (ListDataset, columns_to_rows, load_task
 class QAData:
     train: list[QAExample]
     eval: list[QAExample]
+
+
+# how a decoder is asked (compare-approaches): SFT `format: qa`'s user turn under examples/qa_smollm2.yaml's system
+QA_SYSTEM = "Answer with the shortest span copied from the context."
+
+
+def _squad_row(e: QAExample) -> dict:
+    return {"id": e.id, "title": e.title, "context": e.context, "question": e.question,
+            "answers": {"text": [a["text"] for a in e.answers], "answer_start": [a["answer_start"] for a in e.answers]}}
 
 
 def build_data(cfg: Config, run: RunDir | None = None) -> QAData:
@@ -102,6 +115,22 @@ class QaStage(Stage):
         out["warnings"] = [invalid_warning(report["invalid"])] if "invalid" in report else []
         return out
 
+    def comparison(self, cfg: Config) -> GenComparison:
+        """Span head vs a decoder asked to copy the answer span; scored on the held-out answerable questions."""
+        train, evals, _ = qa_splits(cfg)
+        heldout = [e for e in evals if not e.is_impossible]  # a decoder has no "no answer"; the same rows for all
+        if not heldout:
+            raise ConfigError("compare-approaches: no answerable held-out question",
+                              hint="set data.eval, or data.eval_split > 0 so whole contexts are held out")
+        return GenComparison(
+            kind="extractive QA", own_route="span_head", train=[_squad_row(e) for e in train],
+            heldout=[_squad_row(e) for e in heldout], shots=[_squad_row(e) for e in train if not e.is_impossible],
+            own_task={"context_column": "context", "question_column": "question", "answers_column": "answers",
+                      "max_eval_samples": None},
+            eval_task={"preset": "squad", "prompt": QA_PROMPT, "chat": True, "max_new_tokens": 32},
+            system=QA_SYSTEM, sft_data={"format": "qa"},
+            sft_cutoff=1024, quality=(("eval_f1", "F1"), ("eval_exact_match", "EM")))
+
     def run(self, cfg: Config, run: RunDir, resume: bool) -> dict:
         from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
@@ -124,8 +153,10 @@ class QaStage(Stage):
         metrics.update(train_windows=len(train_feats), eval_windows=len(eval_feats) if eval_feats else 0)
         save_final(trainer, tokenizer, run, cfg)
         if eval_ds is not None:
+            t0 = time.perf_counter()
             start, end = trainer.predict(eval_ds).predictions[:2]
             decoded = decode_answers(data.eval, eval_feats, start, end, **decode_kwargs(cfg))
+            metrics["eval_predict_s"] = round(time.perf_counter() - t0, 3)  # windows, forward, span decoding
             res, records = score(data.eval, decoded)
             run.write_json("eval_report.json", res)
             if cfg.task.write_predictions:

@@ -6,6 +6,7 @@ Training is teacher-forced cross-entropy on the target tokens; evaluation genera
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tuneforge.config.schema import Config
@@ -18,6 +19,7 @@ from tuneforge.models.generate import Sampling, generate_text
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, make_trainer_class, save_final
+from tuneforge.train.compare_task import GenComparison, language
 from tuneforge.train.stage import Stage
 from tuneforge.train.task_common import (ListDataset, load_task_model, max_input_len, prepare_task_model,
                                          print_summary, task_training_args)
@@ -125,6 +127,29 @@ class Seq2SeqStage(Stage):
         out["warnings"] = warnings
         return out
 
+    def comparison(self, cfg: Config) -> GenComparison:
+        """The encoder-decoder vs a decoder asked to translate (or to follow `task.source_prefix`)."""
+        train, evals, _ = build_data(cfg)
+        if not evals:
+            raise ConfigError("compare-approaches: no held-out rows", hint="set data.eval or data.eval_split > 0")
+        t, prefix = cfg.task, cfg.task.source_prefix
+
+        def row(e: Seq2SeqExample) -> dict:
+            return {"source": e.source[len(prefix):] if e.source.startswith(prefix) else e.source, "target": e.target}
+
+        if t.source_lang and t.target_lang:
+            kind, system = "translation", f"Translate {language(t.source_lang)} to {language(t.target_lang)}."
+        else:
+            kind, system = "text to text", prefix.strip().rstrip(":") or "Rewrite the text as the examples do."
+        rows = [row(e) for e in train]
+        return GenComparison(
+            kind=kind, own_route="seq2seq", train=rows, heldout=[row(e) for e in evals], shots=rows,
+            own_task={"source_column": "source", "target_column": "target", "max_eval_samples": None},
+            eval_task={"preset": "translation", "prompt": "{source}", "target": "target", "chat": True,
+                       "max_new_tokens": t.max_new_tokens},
+            system=system, sft_data={"format": "alpaca", "columns": {"instruction": "source", "output": "target"}},
+            sft_cutoff=256 + t.max_target_len, quality=(("eval_bleu", "BLEU"), ("eval_chrf", "chrF")))
+
     def run(self, cfg: Config, run: RunDir, resume: bool) -> dict:
         from transformers import DataCollatorForSeq2Seq
 
@@ -147,8 +172,10 @@ class Seq2SeqStage(Stage):
         save_final(trainer, tokenizer, run, cfg)
         if evals:
             metrics.update(trainer.evaluate())  # teacher-forced eval loss
+            t0 = time.perf_counter()
             preds = generate(trainer.model, tokenizer, [e.source for e in evals], max_len, t.max_new_tokens,
                              t.num_beams, batch_size=max(cfg.train.batch_size, 16))
+            metrics["eval_predict_s"] = round(time.perf_counter() - t0, 3)
             res = score(preds, [e.target for e in evals])
             run.write_json("eval_report.json", res)
             if t.write_predictions:

@@ -7,12 +7,15 @@ what it saves, read top to bottom in `run`), and add one line to `STAGES` in `tr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
 from tuneforge.models.load import check_model_source
 from tuneforge.runs import RunDir
+
+if TYPE_CHECKING:
+    from tuneforge.train.compare_task import GenComparison
 
 
 class Stage:
@@ -102,6 +105,11 @@ class Stage:
     def check_data(self, cfg: Config) -> dict[str, Any]:
         """`tuneforge data check`: read, validate and tokenize the data without training; counts and lengths."""
         raise NotImplementedError
+
+    def comparison(self, cfg: Config) -> GenComparison | None:
+        """`compare-approaches` on a generation task (train/compare_gen.py): the rows and how a decoder is asked;
+        None: the stage offers none (classification has its own routes, train/compare.py)."""
+        return None
 
     def dry_run(self, cfg: Config) -> dict[str, Any]:
         """`tuneforge train --dry-run`: sizes and a memory estimate."""

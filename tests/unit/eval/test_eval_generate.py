@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from tuneforge.config.evaluation import EvalTaskConfig
@@ -117,3 +119,30 @@ def test_chat_prompts_carry_the_runs_system_prompt(lm):
     with_system = tok.decode(encode_prompt(tok, sample, system="Answer in German."))
     assert "Answer in German." in with_system and "Answer in German." not in plain
     assert with_system.endswith(plain.split("hello")[-1])
+
+
+def test_chat_few_shot_examples_are_turns(tmp_path, lm):
+    """A chat model gets each solved example as a user turn and its assistant reply (lm-eval's fewshot_as_multiturn),
+    not as text glued into one user message; the description opens the first turn."""
+    from tuneforge.data.templates import render_prompt
+    from tuneforge.eval.generate import encode_prompt
+    from tuneforge.eval.tasks import load_samples, resolve_task
+
+    _, tok = lm
+    rows = [{"q": f"question {i}", "a": f"answer {i}"} for i in range(4)]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    task = EvalTaskConfig(file=str(path), type="generate", prompt="{q}", target="a", chat=True, fewshot=2,
+                          fewshot_sampler="first_n", description="Answer briefly.\n")
+    samples = load_samples(resolve_task(task))
+    last = samples[3]
+    assert last.prompt == "question 3"
+    assert last.turns == [("Answer briefly.\nquestion 0", "answer 0"), ("question 1", "answer 1")]
+    expected = render_prompt(tok, [{"role": "user", "content": "Answer briefly.\nquestion 0"},
+                                   {"role": "assistant", "content": "answer 0"},
+                                   {"role": "user", "content": "question 1"},
+                                   {"role": "assistant", "content": "answer 1"},
+                                   {"role": "user", "content": "question 3"}])
+    assert encode_prompt(tok, last) == expected
+    plain = load_samples(resolve_task(task.model_copy(update={"chat": False})))[3]
+    assert not plain.turns and plain.prompt.startswith("Answer briefly.\nquestion 0 answer 0")
