@@ -1,4 +1,5 @@
-"""`tuneforge compare-approaches CONFIG`: "which approach?" answered on the user's own classification data.
+"""`tuneforge compare-approaches CONFIG`: "which approach?" answered on the user's own classification data
+(extractive QA and translation configs go to train/compare_gen.py).
 
 Every route is trained (or not) and scored on the same held-out split (the config's `data.eval`):
   features     encoder frozen, mean-pooled embeddings + a linear head (stage cls, method features)
