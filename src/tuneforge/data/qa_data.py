@@ -93,15 +93,16 @@ def _from_article(row: Row, task: Any, skipped: list[DataError] | None = None) -
         raise DataError("'paragraphs' must be a list", file=row.file, line=row.line)
     out: list[QAExample] = []
     for p in paragraphs:
-        if not isinstance(p, dict) or not isinstance(p.get("context"), str) or not isinstance(p.get("qas"), list):
-            error = DataError("each paragraph needs a string 'context' and a list 'qas'", file=row.file, line=row.line)
-            if skipped is None:
-                raise error
-            skipped.append(error)
+        if not passes(lambda: _check_paragraph(row, p), skipped):  # noqa: B023 - called at once
             continue
         for qa in p["qas"]:
             passes(lambda: out.append(_article_question(row, p["context"], qa)), skipped)  # noqa: B023 - called at once
     return out
+
+
+def _check_paragraph(row: Row, p: Any) -> None:
+    if not isinstance(p, dict) or not isinstance(p.get("context"), str) or not isinstance(p.get("qas"), list):
+        raise DataError("each paragraph needs a string 'context' and a list 'qas'", file=row.file, line=row.line)
 
 
 def _article_question(row: Row, context: str, qa: Any) -> QAExample:

@@ -29,9 +29,9 @@ from tuneforge.errors import ConfigError
 from tuneforge.runs import RunDir, open_run
 from tuneforge.train import compare_decoder as dec
 from tuneforge.train.cls_common import ClsData, build_data
-from tuneforge.train.compare_measure import (as_written, dataset_name, device, earlier_rows, examples_seen,
-                                             load_average, run_route, saved_parameters)
 from tuneforge.train.compare_gen import compare_generation
+from tuneforge.train.compare_measure import (as_written, budget_steps, dataset_name, device, earlier_rows,
+                                             examples_seen, load_average, run_route, saved_parameters)
 from tuneforge.train.compare_report import write_report
 from tuneforge.train.run import run_training
 from tuneforge.train.stages import load_training_config
@@ -109,8 +109,7 @@ def _route_config(cmp: Comparison, name: str, decoder_budget: bool = False, **ch
     tree = {**cmp.base, "task": _route_task(cmp, name), **changes}
     tree["train"] = {k: v for k, v in (cmp.base.get("train") or {}).items() if k != "lr"}
     if decoder_budget and cmp.decoder_examples:
-        per_step = cmp.cfg.train.batch_size * cmp.cfg.train.grad_accum
-        tree["train"]["max_steps"] = max(1, -(-cmp.decoder_examples // per_step))
+        tree["train"]["max_steps"] = budget_steps(cmp.cfg, cmp.decoder_examples)
     tree["output"] = {**(cmp.base.get("output") or {}), "dir": str(cmp.out), "name": name, "overwrite": True}
     return load_config(None, [], base=tree)
 

@@ -22,8 +22,8 @@ from tuneforge.config import load_config
 from tuneforge.config.schema import Config
 from tuneforge.errors import ConfigError
 from tuneforge.runs import RunDir, atomic_jsonl, open_run
-from tuneforge.train.compare_measure import (as_written, dataset_name, device, earlier_rows, examples_seen,
-                                             load_average, run_route, saved_parameters)
+from tuneforge.train.compare_measure import (as_written, budget_steps, dataset_name, device, earlier_rows,
+                                             examples_seen, load_average, run_route, saved_parameters)
 from tuneforge.train.compare_report import write_report
 from tuneforge.train.compare_task import GenComparison
 from tuneforge.train.run import run_training
@@ -113,8 +113,7 @@ def _decoder_tree(run: GenRun, name: str, shots: int = 0) -> dict:
     """An SFT LoRA config on the decoder: trained by sft_lora, or only holding the prompt for the prompted routes."""
     train = {k: v for k, v in (run.base.get("train") or {}).items() if k in _PORTABLE_TRAIN}
     if run.decoder_examples:
-        per_step = run.cfg.train.batch_size * run.cfg.train.grad_accum
-        train["max_steps"] = max(1, -(-run.decoder_examples // per_step))
+        train["max_steps"] = budget_steps(run.cfg, run.decoder_examples)
     return {"stage": "sft", "method": "lora", "model": {"path": run.decoder}, "lora": dict(SFT_LORA),
             "data": {"train": [{"path": str(run.files["train"]), **run.task.sft_data}], "template": "auto",
                      "system": run.task.system, "cutoff_len": run.task.sft_cutoff},

@@ -52,6 +52,11 @@ def dataset_name(cfg: Config) -> str:
     return f"{', '.join(s.path for s in cfg.data.train)} ({cfg.data.eval_split:g} held out)"
 
 
+def budget_steps(cfg: Config, examples: int) -> int:
+    """train.max_steps that shows a decoder route about `examples` training examples (`--decoder-examples`)."""
+    return max(1, -(-examples // (cfg.train.batch_size * cfg.train.grad_accum)))
+
+
 def examples_seen(cfg: Config, n_train: int) -> int:
     """Training examples the route goes through: max_steps x examples per step, else epochs x the training set
     (features: the set embedded once)."""

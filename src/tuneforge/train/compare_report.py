@@ -23,10 +23,14 @@ def _score(v: float) -> str:
     return f"{v:.3f}" if abs(v) <= 1 else f"{v:.2f}"  # fractions (accuracy, F1) vs 0-100 scores (BLEU, chrF)
 
 
+def quality(result: dict) -> tuple:
+    """The task's score columns: result["quality"] ([key, header] pairs, higher is better), else classification's."""
+    return tuple(tuple(q) for q in result.get("quality") or CLS_QUALITY)
+
+
 def columns(result: dict) -> tuple:
-    """The quality columns of the task (result["quality"]: [key, header] pairs, higher is better), then the costs."""
-    quality = result.get("quality") or CLS_QUALITY
-    return (*((key, header, "max", _score) for key, header in quality), *COST)
+    """The quality columns, then the costs."""
+    return (*((key, header, "max", _score) for key, header in quality(result)), *COST)
 
 
 def winners(rows: list[dict], cols: tuple) -> dict[str, str]:
@@ -83,14 +87,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list[dict], path: Path, quality: tuple = CLS_QUALITY) -> Path | None:
+def chart(rows: list[dict], path: Path, scores: tuple = CLS_QUALITY) -> Path | None:
     """The task's two quality scores per approach, side by side (failed routes are left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    (k1, h1), (k2, h2) = quality[0], quality[1]
+    (k1, h1), (k2, h2) = scores[0], scores[1]
     ok = [r for r in rows if isinstance(r.get(k1), (int, float))]
     if not ok:
         return None
@@ -118,7 +122,7 @@ def write_report(out: Path, result: dict) -> dict:
     result["winners"] = winners(result["rows"], columns(result))
     paths = {"json": atomic_json(out / "compare.json", result)}
     paths["md"] = atomic_write(out / "compare.md", markdown(result))
-    png = chart(result["rows"], out / "compare.png", tuple(result.get("quality") or CLS_QUALITY))
+    png = chart(result["rows"], out / "compare.png", quality(result))
     if png:
         paths["png"] = png
     return {k: str(v) for k, v in paths.items()}

@@ -15,11 +15,11 @@ from tuneforge.data.formats import QA_PROMPT
 from tuneforge.data.qa_data import QAExample, qa_features, qa_splits
 from tuneforge.data.task_data import invalid_warning
 from tuneforge.data.task_rows import percentile
+from tuneforge.errors import ConfigError
 from tuneforge.eval.metrics import per_sample_em_f1
 from tuneforge.eval.qa_postprocess import decode_answers
 from tuneforge.models.load import load_tokenizer
 from tuneforge.runs import RunDir
-from tuneforge.errors import ConfigError
 from tuneforge.train.common import TuneforgeTrainer, callbacks, fit, save_final
 from tuneforge.train.compare_task import GenComparison
 from tuneforge.train.stage import Stage

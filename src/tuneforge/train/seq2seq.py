@@ -134,8 +134,8 @@ class Seq2SeqStage(Stage):
             raise ConfigError("compare-approaches: no held-out rows", hint="set data.eval or data.eval_split > 0")
         t, prefix = cfg.task, cfg.task.source_prefix
 
-        def row(e: Seq2SeqExample) -> dict:
-            return {"source": e.source[len(prefix):] if e.source.startswith(prefix) else e.source, "target": e.target}
+        def row(e: Seq2SeqExample) -> dict:  # the source as written: seq2seq_examples put the prefix before it
+            return {"source": e.source[len(prefix):], "target": e.target}
 
         if t.source_lang and t.target_lang:
             kind, system = "translation", f"Translate {language(t.source_lang)} to {language(t.target_lang)}."
