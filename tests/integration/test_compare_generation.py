@@ -14,7 +14,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "train"))
 from task_tiny_models import qa_rows, tiny_bert, tiny_t5, translation_rows, write_jsonl  # noqa: E402
 
-from tuneforge.errors import ConfigError  # noqa: E402
+from tuneforge.errors import ConfigError, DataError  # noqa: E402
 from tuneforge.train.compare import compare_approaches  # noqa: E402
 
 TRAIN = {"epochs": 1, "max_steps": 3, "batch_size": 8, "threads": 1, "logging_steps": 1}
@@ -96,3 +96,21 @@ def test_a_route_of_another_task_is_refused_before_anything_runs(mt_config, tmp_
     with pytest.raises(ConfigError, match="not a route for translation"):
         compare_approaches(mt_config, approaches=["span_head"], out=str(tmp_path))
     assert not (tmp_path / "compare.json").exists()
+
+
+def test_bad_inputs_stop_with_one_line_before_anything_runs(qa_config, mt_config, tmp_path):
+    d = Path(qa_config).parent
+    # held-out questions that are all unanswerable: nothing a decoder could be scored on
+    write_jsonl(d / "eval_none.jsonl", [dict(r, is_impossible=True, answers={"text": [], "answer_start": []})
+                                        for r in qa_rows(4, 2, ctx_words=20)])
+    with pytest.raises(ConfigError, match="no answerable held-out question"):
+        compare_approaches(qa_config, ["data.eval=[eval_none.jsonl]"], out=str(tmp_path / "a"))
+    with pytest.raises(ConfigError, match="--decoder-examples: 0"):
+        compare_approaches(mt_config, out=str(tmp_path / "b"), decoder_examples=0)
+    # a bad row in the QA file names its file:line (the config's own data check, before any route)
+    bad = d / "train_bad.jsonl"
+    bad.write_text((d / "train.jsonl").read_text() + '{"context": "abc", "question": "q?", '
+                   '"answers": {"text": ["zzz"], "answer_start": [0]}}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train_bad.jsonl:41"):
+        compare_approaches(qa_config, ["data.train=[train_bad.jsonl]"], out=str(tmp_path / "c"))
+    assert not any((tmp_path / x / "compare.json").exists() for x in "abc")
